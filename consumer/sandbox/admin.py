@@ -4,7 +4,9 @@ The contract other code relies on (docs/architecture.md, "Sandbox admin surface"
 
 - `POST /_admin/orders` `{"orders": [{"id", "items": [{"id", "skuId", "quantity"}], "state"?}]}`
   -> 201 `{"orders": [<as GET /orders/{id}>]}`; seeded orders start `accepted` unless `state`
-  says otherwise. All or nothing: a taken id -> 409 `order_exists`, a bad body -> 400.
+  says otherwise. Seeding an order again with the same lines changes nothing (so a restarted
+  seeder is harmless). All or nothing: an id taken by a different order (or repeated in the
+  body) -> 409 `order_exists`, a bad body -> 400.
 - `GET /_admin/ledger[?orderId=]` -> `{"orders": {id: {"state", "lines": {itemId: {"ordered",
   "captured", "cancelled"}}}}}`
 - `GET /_admin/requests[?orderId=&after=<seq>]` -> `{"requests": [...]}` in arrival order.
@@ -51,14 +53,15 @@ def admin_routes(state: SandboxState) -> list[Route]:
 
     async def seed_orders(request: Request) -> Response:
         orders = _parse_orders(await _json(request))
-        taken = [o.id for o in orders if o.id in state.ledger.orders]
-        if taken or len({o.id for o in orders}) != len(orders):
-            return problem_response(
-                ApiError(409, "order_exists", "id", f"Order ids must be new and distinct: {taken}.")
-            )
-        for order in orders:
+        known = state.ledger.orders
+        fresh = [o for o in orders if o.id not in known]
+        clashing = [o.id for o in orders if o.id in known and not _same_lines(o, known[o.id])]
+        if clashing or len({o.id for o in orders}) != len(orders):
+            message = f"Order ids must be distinct and new (or seeded identically): {clashing}."
+            return problem_response(ApiError(409, "order_exists", "id", message))
+        for order in fresh:
             state.ledger.seed(order)
-        return JSONResponse({"orders": [o.to_json() for o in orders]}, status_code=201)
+        return JSONResponse({"orders": [known[o.id].to_json() for o in orders]}, status_code=201)
 
     async def ledger(request: Request) -> Response:
         wanted = request.query_params.get("orderId")
@@ -113,6 +116,13 @@ def admin_routes(state: SandboxState) -> list[Route]:
         Route("/_admin/faults", guarded(put_faults), methods=["PUT"]),
         Route("/_admin/reset", guarded(reset), methods=["POST"]),
     ]
+
+
+def _same_lines(seeded: Order, existing: Order) -> bool:
+    def shape(order: Order) -> list[tuple[str, str, int]]:
+        return [(line.item_id, line.sku_id, line.ordered) for line in order.lines.values()]
+
+    return shape(seeded) == shape(existing)
 
 
 def faults_json(settings: FaultSettings) -> dict[str, Any]:
