@@ -115,7 +115,10 @@ def _canonical(schema: object, namespace: str, *, variant: bool) -> object:
 
 def _canonical_named(schema: Mapping[str, Any], namespace: str, *, variant: bool) -> object:
     kind = schema["type"]
-    name = _qualify(str(schema["name"]), str(schema.get("namespace", namespace) or ""))
+    own = schema.get("namespace", namespace)
+    if variant and not own:
+        own = namespace  # avro treats `"namespace": ""` as absent; the spec as the null namespace
+    name = _qualify(str(schema["name"]), str(own or ""))
     out: dict[str, object] = {"name": name, "type": kind}
     if kind == "record":
         inner = name.rpartition(".")[0]  # nested names default to the record's namespace
