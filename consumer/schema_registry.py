@@ -38,7 +38,8 @@ class SchemaRegistryClient:
     """Fetches writer schemas by id (each id once, then from memory) and registers schemas.
 
     Calls block for at most `timeout` seconds per request. Thread-safe. `close()` releases the
-    connection pool; the client is also a context manager.
+    connection pool (the client is also a context manager); calls after it raise
+    InfrastructureError, except for ids already cached.
     """
 
     def __init__(
@@ -121,6 +122,8 @@ class SchemaRegistryClient:
         self, method: str, path: str, *, passthrough: tuple[int, ...] = (), **kwargs: Any
     ) -> httpx.Response:
         """Send; raise for transport failures and error statuses other than `passthrough`."""
+        if self._http.is_closed:
+            raise InfrastructureError("schema registry client is closed")
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
