@@ -74,8 +74,9 @@ _PUBLISH_OPTIONS = (
                  help="Confluent framing, schemas registered here [default: Avro single-object "
                  "encoding, no registry]."),
     click.option("--subject-strategy", type=click.Choice(SUBJECT_STRATEGIES), default="topic",
-                 show_default=True, help="Registry subjects: topic = <topic>-value, topic-record "
-                 "= <topic>-<record name>, record = <record name>."),
+                 show_default=True, help="Registry subjects: topic = <topic>-value (both "
+                 "record types in one subject: needs compatibility NONE there), topic-record = "
+                 "<topic>-<record name>, record = <record name>."),
     click.option("--flush-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
                  help="Seconds to wait at the end for the broker's acknowledgements."),
     click.option("--progress/--no-progress", default=None,

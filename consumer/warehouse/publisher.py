@@ -161,15 +161,21 @@ class Publisher:
         self._flush_timeout = flush_timeout
 
     def publish(self, lines: Iterable[SourceLine | BadLine]) -> PublishReport:
+        """Produce every `SourceLine` in iteration order, count every `BadLine`, then flush.
+
+        Consumes `lines` lazily (a file of any size streams through). Never raises for a record:
+        encoding refusals become bad lines, produce errors and negative delivery reports become
+        failures. Returns once the flush ends.
+        """
         read = delivered = 0
         bad: list[BadLine] = []
         failures: list[DeliveryFailure] = []
-        pending: dict[int, SourceLine] = {}
+        pending: dict[int, SourceLine] = {}  # by read count: line numbers are the caller's
 
-        def on_delivery_of(line: SourceLine) -> Callable[[Any, Any], None]:
+        def on_delivery_of(seq: int, line: SourceLine) -> Callable[[Any, Any], None]:
             def on_delivery(err: Any, _msg: Any) -> None:
                 nonlocal delivered
-                pending.pop(line.number, None)
+                pending.pop(seq, None)
                 if err is None:
                     delivered += 1
                 else:
@@ -187,16 +193,17 @@ class Publisher:
             except BadInput as exc:
                 bad.append(BadLine(line.number, str(exc)))
                 continue
-            pending[line.number] = line
-            error = self._produce(line.event.order_id.encode("utf-8"), value, on_delivery_of(line))
+            pending[read] = line
+            key = line.event.order_id.encode("utf-8")
+            error = self._produce(key, value, on_delivery_of(read, line))
             if error is not None:
-                pending.pop(line.number, None)
+                pending.pop(read, None)
                 failures.append(_failure(line, error))
             self._producer.poll(0)
 
         self._producer.flush(self._flush_timeout)
         failures.extend(
-            _failure(line, f"not acknowledged within {self._flush_timeout:g}s")
+            _failure(line, f"no acknowledgement within {self._flush_timeout:g}s (may be written)")
             for line in pending.values()
         )
         failures.sort(key=lambda failure: failure.number)

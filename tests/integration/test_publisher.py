@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 import click
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from consumer.codec import EventCodec, SchemaStore
 from consumer.events import FulfillmentEvent
+from consumer.sandbox.config import SandboxConfig
+from consumer.sandbox.server import SandboxServer
+from consumer.schema_registry import SchemaRegistryClient
 from consumer.warehouse.cli import publish_command, simulate_command
 from consumer.warehouse.publisher import librdkafka_passthrough
 from consumer.warehouse.simulator import simulate, to_json_lines
@@ -29,12 +37,20 @@ class Consumed:
     partition: int
     offset: int
     key: bytes
+    value: bytes
     event: FulfillmentEvent
 
 
-def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[Consumed]:
-    """Every record of `topic` from the start, once `expected` arrived (bounded wait)."""
-    codec = EventCodec(SchemaStore.load_default())
+def consume_all(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    *,
+    registry: SchemaRegistryClient | None = None,
+    timeout: float = 30.0,
+) -> list[Consumed]:
+    """Every record of `topic` from the start, decoded, once `expected` arrived (bounded wait)."""
+    codec = EventCodec(SchemaStore.load_default(), registry)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -62,7 +78,9 @@ def read(msg: Message, codec: EventCodec) -> Consumed:
     assert partition is not None
     assert offset is not None
     assert key is not None
-    return Consumed(partition, offset, key, codec.decode(key, msg.value()).event)
+    value = msg.value()
+    assert value is not None
+    return Consumed(partition, offset, key, value, codec.decode(key, value).event)
 
 
 def run(
@@ -263,3 +281,160 @@ def test_kafka_variables_become_librdkafka_properties_except_our_own_and_the_scr
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "PLAIN",
     }
+
+
+class FakeRegistry:
+    """The two Schema Registry endpoints the product uses, on a loopback socket, in a thread.
+
+    Every subject accepts every schema (compatibility NONE); ids count from 1, one per distinct
+    schema text, as Confluent's registry does.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.subjects: defaultdict[str, list[int]] = defaultdict(list)
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                subject = unquote(self.path.removeprefix("/subjects/").removesuffix("/versions"))
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                schema_id = registry.ids.setdefault(body["schema"], len(registry.ids) + 1)
+                registry.subjects[subject].append(schema_id)
+                self.answer({"id": schema_id})
+
+            def do_GET(self) -> None:
+                wanted = int(self.path.removeprefix("/schemas/ids/"))
+                text = next(text for text, i in registry.ids.items() if i == wanted)
+                self.answer({"schema": text})
+
+            def answer(self, body: dict[str, object]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeRegistry:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(
+    ("strategy", "subjects"),
+    [
+        ("topic", ["{topic}-value"]),
+        (
+            "topic-record",
+            [
+                "{topic}-fulfillment.events.CancellationEvent",
+                "{topic}-fulfillment.events.ShipmentEvent",
+            ],
+        ),
+        ("record", ["fulfillment.events.CancellationEvent", "fulfillment.events.ShipmentEvent"]),
+    ],
+)
+def test_with_a_schema_registry_records_carry_confluent_framing_and_registered_ids(
+    kafka_bootstrap: str, topic_factory: TopicFactory, strategy: str, subjects: list[str]
+) -> None:
+    topic = topic_factory(partitions=3)
+    simulation = simulate(10, seed=5)
+    lines = "".join(line + "\n" for line in to_json_lines(simulation.events))
+
+    args = ["--bootstrap-servers", kafka_bootstrap, "--topic", topic]
+    if strategy != "topic":  # the default
+        args += ["--subject-strategy", strategy]
+
+    with FakeRegistry() as registry:
+        result = run(publish_command, args, input_text=lines, SCHEMA_REGISTRY_URL=registry.url)
+        assert result.exit_code == 0, result.stderr
+        assert sorted(registry.subjects) == [s.format(topic=topic) for s in subjects]
+        assert len(registry.ids) == 2  # one id per event kind
+        with SchemaRegistryClient(registry.url) as client:
+            records = consume_all(kafka_bootstrap, topic, len(simulation.events), registry=client)
+    assert {r.value[0] for r in records} == {0}  # Confluent magic byte
+    assert {int.from_bytes(r.value[1:5], "big") for r in records} == set(registry.ids.values())
+    assert sorted(r.event.event_id for r in records) == sorted(
+        e.event_id for e in simulation.events
+    )
+
+
+def test_a_schema_registry_that_cannot_be_reached_publishes_nothing_with_exit_2(
+    tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    source = write_lines(tmp_path / "events.jsonl", [shipment_line()])
+
+    result = run(
+        publish_command,
+        [str(source), "--topic", unique_name("unused")],
+        SCHEMA_REGISTRY_URL="http://127.0.0.1:9",  # discard port: nothing listens
+    )
+
+    assert result.exit_code == 2
+    assert "nothing published" in result.stderr
+    assert "schema registry" in result.stderr
+
+
+def test_simulate_seeds_every_order_into_the_sandbox_ledger() -> None:
+    simulation = simulate(40, seed=6)
+
+    with SandboxServer(SandboxConfig(strict_orders=True)) as sandbox:
+        result = run(
+            simulate_command,
+            ["--orders", "40", "--seed", "6", "--sandbox-url", sandbox.url, "--out", os.devnull],
+        )
+        ledger = httpx.get(sandbox.url + "/_admin/ledger", timeout=10).json()["orders"]
+
+    assert result.exit_code == 0, result.stderr
+    assert "seeded 40 orders" in result.stderr
+    assert ledger == {
+        order.id: {
+            "state": "accepted",
+            "lines": {
+                line.id: {"ordered": line.quantity, "captured": 0, "cancelled": 0}
+                for line in order.lines
+            },
+        }
+        for order in simulation.orders
+    }
+
+
+@pytest.mark.kafka
+def test_the_progress_bar_goes_to_stderr_and_leaves_the_report_intact(
+    kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    topic = topic_factory()
+    source = write_lines(tmp_path / "events.jsonl", [shipment_line(), "nope"])
+
+    result = run(
+        publish_command,
+        [str(source), "--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--progress"],
+    )
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "publishing" in result.stderr
+    assert "line 2: bad: not JSON" in result.stderr
+    assert "read 2, delivered 1, bad 1, failed 0" in result.stderr
+
+
+def test_the_help_documents_every_exit_status() -> None:
+    result = run(publish_command, ["--help"])
+
+    assert result.exit_code == 0
+    for status in ("0  every line", "1  some lines were bad", "2  some valid events"):
+        assert status in result.stdout

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.codec import event_from_json, event_to_json
+from consumer.codec import EventCodec, SchemaStore, event_from_json, event_to_json
 from consumer.errors import InfrastructureError
 from consumer.events import ShipmentEvent
 from consumer.warehouse.simulator import (
@@ -24,6 +24,7 @@ from consumer.warehouse.simulator import (
 )
 
 seeds = st.integers(min_value=0, max_value=2**64)
+CODEC = EventCodec(SchemaStore.load_default())
 
 
 def units_settled(simulation: Simulation) -> dict[tuple[str, str], int]:
@@ -140,7 +141,7 @@ def test_event_ids_are_unique_version_4_uuids(seed: int) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(seed=seeds)
-def test_every_event_is_valid_and_survives_the_json_lines_format(seed: int) -> None:
+def test_every_event_is_valid_and_survives_json_lines_and_avro(seed: int) -> None:
     simulation = simulate(15, seed)
     lines = list(to_json_lines(simulation.events))
     assert len(lines) == len(simulation.events)
@@ -149,6 +150,8 @@ def test_every_event_is_valid_and_survives_the_json_lines_format(seed: int) -> N
         assert obj["type"] == event.kind
         assert event_from_json(obj) == event  # validates: raises InvalidEvent if not
         assert event_to_json(event) == obj
+        record = CODEC.encode_single_object(event)  # validates again, as the publisher does
+        assert CODEC.decode(event.order_id.encode(), record).event == event
 
 
 def test_seeding_the_sandbox_posts_every_order_in_chunks_to_the_admin_surface() -> None:
