@@ -96,6 +96,18 @@ def test_confluent_framing_without_a_registry_is_an_unknown_schema() -> None:
         CODEC.decode(b"ord_1", CODEC.encode_confluent(SHIPMENT, 1))
 
 
+class EmptyRegistry:
+    def get_schema(self, schema_id: int) -> dict[str, object]:
+        raise UnknownSchema(f"schema id {schema_id} is not in the schema registry")
+
+
+def test_an_id_the_registry_does_not_know_is_an_unknown_schema() -> None:
+    codec = EventCodec(STORE, EmptyRegistry())
+
+    with pytest.raises(UnknownSchema, match="schema id 7 is not in the schema registry"):
+        codec.decode(b"ord_1", CODEC.encode_confluent(SHIPMENT, 7))
+
+
 def test_a_registry_schema_that_is_not_ours_is_an_unknown_schema() -> None:
     codec = EventCodec(STORE, Registry({"type": "record", "name": "other.Thing", "fields": []}))
 
