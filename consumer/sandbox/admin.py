@@ -32,7 +32,7 @@ from starlette.routing import Route
 from consumer.sandbox.api import problem_response
 from consumer.sandbox.config import ConfigError, FaultSettings
 from consumer.sandbox.errors import ApiError, bad_request
-from consumer.sandbox.ledger import ORDER_STATES, Order, make_order
+from consumer.sandbox.orders import ORDER_STATES, Order, make_order
 from consumer.sandbox.state import SandboxState
 
 # JSON name -> FaultSettings field, and the JSON types each accepts.

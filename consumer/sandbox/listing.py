@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from consumer.sandbox.errors import bad_request
-from consumer.sandbox.ledger import Fulfillment, Ledger
+from consumer.sandbox.ledger import Ledger
+from consumer.sandbox.orders import Fulfillment
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100

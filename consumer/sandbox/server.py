@@ -34,6 +34,8 @@ def uvicorn_config(app: Starlette, *, log_level: str = "warning", **options: Any
         log_level=log_level,
         backlog=4096,
         timeout_graceful_shutdown=GRACE_S,
+        proxy_headers=False,  # loopback tool: no proxy in front, and it saves work per request
+        date_header=False,
         **options,
     )
 

@@ -1,9 +1,9 @@
 """Helpers for code that tests against the sandbox in-process (no socket).
 
-    app = create_app(SandboxConfig(strict_orders=True))
-    async with sandbox_client(app) as client:
-        await client.post("/_admin/orders", json={...})
-        response = await client.post("/fulfillments", json={...})
+app = create_app(SandboxConfig(strict_orders=True))
+async with sandbox_client(app) as client:
+    await client.post("/_admin/orders", json={...})
+    response = await client.post("/fulfillments", json={...})
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.sandbox.errors import ApiError
-from consumer.sandbox.ledger import Ledger, make_order
+from consumer.sandbox.ledger import Ledger
+from consumer.sandbox.orders import make_order
 from consumer.sandbox.validation import FulfillmentRequest, parse_fulfillment_request
 
 ITEMS = ("itm_a", "itm_b", "itm_c")
