@@ -8,6 +8,7 @@ Digital River's error shape too (404 `not_found`, 405 `method_not_allowed`).
 from __future__ import annotations
 
 import time
+import uuid
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,7 +30,11 @@ def create_app(config: SandboxConfig, *, clock: Clock = time.monotonic) -> Starl
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         code = {404: "not_found", 405: "method_not_allowed"}.get(status, "bad_request")
-        return problem_response(ApiError(status, code, "", f"{request.method} {request.url.path}"))
+        response = problem_response(
+            ApiError(status, code, "", f"{request.method} {request.url.path}")
+        )
+        response.headers["x-dr-requestid"] = str(uuid.uuid4())
+        return response
 
     app = Starlette(
         routes=[*api_routes(state), *admin_routes(state)],
