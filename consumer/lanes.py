@@ -122,7 +122,9 @@ class PartitionLanes:
         self._lanes: dict[str, deque[PendingEvent]] = {}
         self._in_flight: dict[str, Batch] = {}
         self._held: dict[str, float] = {}
-        self._suspect: set[str] = set()
+        # order -> highest offset that may already be at Digital River; cleared once a batch
+        # reaching it settles, so every suspect event is looked up, not only the first batch's
+        self._suspect: dict[str, int] = {}
         # heaps of (head offset, order) and (not_before, order); stale entries are skipped lazily
         self._ready: list[tuple[int, str]] = []
         self._holds: list[tuple[float, str]] = []
@@ -138,7 +140,7 @@ class PartitionLanes:
         lane.append(PendingEvent(offset, event))
         self._pending += 1
         if suspect:
-            self._suspect.add(order_id)
+            self._suspect[order_id] = offset
         if len(lane) == 1:
             self._make_ready(order_id)
 
@@ -160,7 +162,9 @@ class PartitionLanes:
         if not lane:
             del self._lanes[order_id]
         self._pending -= len(entries)
-        batch = Batch(self.partition, order_id, entries, reconcile_first=order_id in self._suspect)
+        suspect_to = self._suspect.get(order_id)
+        reconcile = suspect_to is not None and entries[0].offset <= suspect_to
+        batch = Batch(self.partition, order_id, entries, reconcile_first=reconcile)
         self._in_flight[order_id] = batch
         return batch
 
@@ -168,7 +172,8 @@ class PartitionLanes:
     def complete(self, batch: Batch) -> None:
         """`batch` is settled; its order may be handed out again."""
         self._finish(batch)
-        self._suspect.discard(batch.order_id)
+        if self._suspect.get(batch.order_id, -1) <= batch.last_offset:
+            self._suspect.pop(batch.order_id, None)
         self._make_ready(batch.order_id)
 
     def retry(self, batch: Batch, not_before: float, *, ambiguous: bool = False) -> None:
@@ -181,13 +186,13 @@ class PartitionLanes:
         lane.extendleft(reversed(batch.entries))
         self._pending += len(batch.entries)
         if ambiguous:
-            self._suspect.add(order_id)
+            self._suspect[order_id] = max(self._suspect.get(order_id, -1), batch.last_offset)
         self._held[order_id] = not_before
         heapq.heappush(self._holds, (not_before, order_id))
 
     def mark_reconciled(self, order_id: str) -> None:
         """The engine looked at Digital River: the order's next batch need not reconcile first."""
-        self._suspect.discard(order_id)
+        self._suspect.pop(order_id, None)
 
     def take_order(self, order_id: str) -> list[PendingEvent]:
         """Remove and return the order's pending events in offset order (not an in-flight batch)."""

@@ -24,7 +24,9 @@ OPENAPI_PATH = SHARED / "contracts" / "dr-fulfillments-openapi.json"
 
 
 def _load_local_kafka() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("local_kafka", ROOT / "deploy" / "kafka" / "local_kafka.py")
+    spec = importlib.util.spec_from_file_location(
+        "local_kafka", ROOT / "deploy" / "kafka" / "local_kafka.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["local_kafka"] = module
@@ -46,10 +48,29 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         tmp_path_factory.mktemp("kafka"), local_kafka.free_port(), local_kafka.free_port()
     )
     broker.start()
+    _wait_for_group_coordinator(broker.bootstrap)
     try:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+def _wait_for_group_coordinator(bootstrap: str) -> None:
+    """A fresh broker serves metadata before its group coordinator has loaded."""
+    import time
+
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "warm-up"})
+    try:
+        for _ in range(60):
+            try:
+                consumer.committed([TopicPartition("warm-up", 0)], timeout=5)
+                return
+            except KafkaException:
+                time.sleep(0.5)
+    finally:
+        consumer.close()
 
 
 @pytest.fixture
@@ -72,7 +93,9 @@ def topic_factory(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Ca
 
     def create(partitions: int = 1, prefix: str = "events") -> str:
         name = unique_name(prefix)
-        futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+        )
         futures[name].result(timeout=30)
         return name
 

@@ -28,7 +28,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 KAFKA_VERSION = "4.1.1"
 CACHE = Path(
-    os.environ.get("FC_KAFKA_CACHE", Path.home() / ".cache" / "fulfillment-consumer" / f"kafka-{KAFKA_VERSION}")
+    os.environ.get(
+        "FC_KAFKA_CACHE", Path.home() / ".cache" / "fulfillment-consumer" / f"kafka-{KAFKA_VERSION}"
+    )
 )
 
 SERVER_PROPERTIES = """\
@@ -68,8 +70,14 @@ def fetch_jars() -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     cmd = [
-        "mvn", "-q", "-B", "-f", str(HERE / "pom.xml"), "dependency:copy-dependencies",
-        f"-DoutputDirectory={tmp / 'libs'}", "-DincludeScope=runtime",
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(HERE / "pom.xml"),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp / 'libs'}",
+        "-DincludeScope=runtime",
     ]
     subprocess.run(cmd, check=True)
     (tmp / ".complete").write_text(KAFKA_VERSION)
@@ -115,22 +123,47 @@ class LocalBroker:
         data.mkdir(parents=True)
         props = self.workdir / "server.properties"
         props.write_text(
-            SERVER_PROPERTIES.format(port=self.port, controller_port=self.controller_port, data_dir=data)
+            SERVER_PROPERTIES.format(
+                port=self.port, controller_port=self.controller_port, data_dir=data
+            )
         )
         cp = f"{libs}/*"
         log4j = f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}"
         subprocess.run(
-            [java, log4j, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", _cluster_id(),
-             "-c", str(props)],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                java,
+                log4j,
+                "-cp",
+                cp,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(props),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
-        log = (self.workdir / "broker.log").open("wb")
         started = time.monotonic()
-        self.process = subprocess.Popen(
-            [java, "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", log4j,
-             "-cp", cp, "kafka.Kafka", str(props)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with (self.workdir / "broker.log").open("wb") as log:  # the broker keeps its own handle
+            self.process = subprocess.Popen(
+                [
+                    java,
+                    "-Xms256m",
+                    "-Xmx768m",
+                    "-XX:+UseSerialGC",
+                    "-XX:TieredStopAtLevel=1",
+                    log4j,
+                    "-cp",
+                    cp,
+                    "kafka.Kafka",
+                    str(props),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         (self.workdir / "broker.pid").write_text(str(self.process.pid))
         (self.workdir / "bootstrap").write_text(self.bootstrap)
         self._wait_ready(started + timeout)
@@ -139,7 +172,9 @@ class LocalBroker:
     def _wait_ready(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise BrokerError(f"broker exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise BrokerError(
+                    f"broker exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             if _serves_metadata(self.bootstrap):
                 return
             time.sleep(0.2)
@@ -148,7 +183,11 @@ class LocalBroker:
 
     def log_tail(self, lines: int = 30) -> str:
         path = self.workdir / "broker.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (controlled shutdown), then SIGKILL after `timeout`."""
@@ -215,7 +254,9 @@ _quiet = _Quiet()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     start = sub.add_parser("start")
     start.add_argument("--dir", type=Path, required=True)
@@ -234,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                 _terminate(pid, 30)
             broker = LocalBroker(args.dir, args.port, args.controller_port or free_port())
             took = broker.start()
-            print(f"kafka {KAFKA_VERSION} ready at {broker.bootstrap} in {took:.1f}s (logs: {args.dir / 'broker.log'})")
+            print(
+                f"kafka {KAFKA_VERSION} ready at {broker.bootstrap} in {took:.1f}s (logs: {args.dir / 'broker.log'})"
+            )
         else:
             LocalBroker(args.dir, 0, 0).stop()
             print("kafka stopped")

@@ -270,3 +270,24 @@ def test_in_flight_batches_lists_what_is_out_oldest_first() -> None:
 def test_a_policy_needs_at_least_one_event() -> None:
     with pytest.raises(ValueError, match="max_events"):
         CoalescingPolicy(0)
+
+
+def test_every_suspect_event_is_reconciled_not_only_the_first_batch_of_its_order() -> None:
+    # e1 and e2 cannot share a POST (different tracking); both may be at Digital River already
+    t1 = Tracking(company="UPS", number="1Z1")
+    t2 = Tracking(company="UPS", number="1Z2")
+    lanes = PartitionLanes(0, CoalescingPolicy(5))
+    lanes.add(0, shipment("e1", tracking=t1), suspect=True)
+    lanes.add(1, shipment("e2", tracking=t2), suspect=True)
+    lanes.add(2, shipment("e3", tracking=t2))
+    (first,) = lanes.next_batches(0.0, 5)
+    assert first.event_ids == ("e1",)
+    assert first.reconcile_first
+    lanes.complete(first)
+    (second,) = lanes.next_batches(0.0, 5)
+    assert second.event_ids == ("e2", "e3")
+    assert second.reconcile_first
+    lanes.complete(second)
+    lanes.add(3, shipment("e4"))
+    (third,) = lanes.next_batches(0.0, 5)
+    assert not third.reconcile_first

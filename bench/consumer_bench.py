@@ -1,0 +1,256 @@
+"""Throughput of `fulfillment-consumer run` against the naive loop, on one backlog (issue #3).
+
+5,000 simulated orders on 12 partitions, all published before any consumer starts; the sandbox
+(its own process, strict seeded orders) answers after `--latency-ms`. In one run:
+
+- baseline: one loop per partition (threads in one process), each doing poll one record ->
+  POST -> synchronous commit; measured over `--baseline-seconds` (it is slow by design);
+- ours: `--members` `fulfillment-consumer run` processes until every offset is committed.
+
+Between the two the sandbox ledger is reset and re-seeded, so each faces the same orders.
+Prints events/s, POSTs/s, events per POST (and the fewest POSTs the backlog allows), consumer
+CPU seconds per 1,000 events, peak RSS, and per-order order violations.
+
+    .venv/bin/python bench/consumer_bench.py [--orders 5000] [--latency-ms 50] [--members 1]
+    (starts its own broker unless --bootstrap-servers is given)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from confluent_kafka import Consumer, TopicPartition
+
+from consumer.codec import default_codec
+from consumer.demo import (
+    create_topics,
+    free_port,
+    member_env,
+    publish_events,
+    reconcile,
+    sandbox_process,
+    spawn,
+)
+from consumer.fulfillments import MAX_EVENTS_PER_REQUEST, build_request
+from consumer.lanes import Batch, CoalescingPolicy, PendingEvent, leading_run
+from consumer.warehouse.simulator import Simulation, seed_sandbox, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Result:
+    name: str
+    events: int
+    seconds: float
+    posts: int
+    cpu_seconds: float
+    peak_rss_mb: float
+    violations: int
+    duplicates: int
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds
+
+
+def fewest_posts(sim: Simulation) -> int:
+    """POSTs the backlog needs at best: each order's events cut into maximal coalescible runs."""
+    from collections import deque
+
+    per_order: dict[str, deque[PendingEvent]] = {}
+    for offset, event in enumerate(sim.events):
+        per_order.setdefault(event.order_id, deque()).append(PendingEvent(offset, event))
+    policy = CoalescingPolicy(MAX_EVENTS_PER_REQUEST)
+    posts = 0
+    for lane in per_order.values():
+        while lane:
+            for _ in range(leading_run(lane, policy)):
+                lane.popleft()
+            posts += 1
+    return posts
+
+
+def committed_all(bootstrap: str, topic: str, group: str, partitions: int) -> bool:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)]
+        return all(tp.offset == end for tp, end in zip(tps, ends, strict=True))
+    finally:
+        c.close()
+
+
+def reset_sandbox(url: str, sim: Simulation) -> None:
+    with httpx.Client(timeout=60) as client:
+        client.post(f"{url}/_admin/reset").raise_for_status()
+        seed_sandbox(url, sim, client)
+
+
+def run_ours(args: argparse.Namespace, bootstrap: str, topic: str, url: str, sim: Simulation) -> Result:
+    group = f"bench-ours-{uuid.uuid4().hex[:6]}"
+    env = member_env(bootstrap, topic, group, url, {"LOG_FORMAT": "json"})
+    logs = Path(tempfile.mkdtemp(prefix="bench-"))
+    started = time.monotonic()
+    # BENCH_PROFILE=DIR: each member runs under py-spy, which writes DIR/member-N.txt (raw stacks)
+    profile = os.environ.get("BENCH_PROFILE")
+
+    def command(i: int) -> list[str]:
+        member = [sys.executable, "-m", "consumer", "run"]
+        if profile:
+            return ["py-spy", "record", "-r", "200", "-f", "raw", "-o", f"{profile}/member-{i}.txt", "--", *member]
+        return member
+
+    procs = [spawn(command(i), env, logs / f"member-{i}.log") for i in range(args.members)]
+    while not committed_all(bootstrap, topic, group, args.partitions):
+        time.sleep(0.2)
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit(f"a member exited early; logs in {logs}")
+    seconds = time.monotonic() - started
+    cpu = rss = 0.0
+    for p in procs:
+        p.send_signal(2) if profile else p.terminate()
+        _, _, usage = os.wait4(p.pid, 0)
+        cpu += usage.ru_utime + usage.ru_stime
+        rss = max(rss, usage.ru_maxrss / 1024)
+    r = reconcile(url, sim)
+    return Result(f"run ({args.members} member{'s' if args.members > 1 else ''})", len(sim.events), seconds,
+                  r.posts, cpu, rss, r.order_violations, r.duplicate_events)
+
+
+def run_baseline(args: argparse.Namespace, bootstrap: str, topic: str, url: str, sim: Simulation) -> Result:
+    """The loop most engineers write, one per partition, in a child process we can measure."""
+    group = f"bench-baseline-{uuid.uuid4().hex[:6]}"
+    cmd = [sys.executable, __file__, "--baseline-worker", "--bootstrap-servers", bootstrap, "--topic", topic,
+           "--group", group, "--url", url, "--partitions", str(args.partitions),
+           "--baseline-seconds", str(args.baseline_seconds)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    events, seconds, cpu, rss = out.strip().splitlines()[-1].split()
+    _ = before
+    r = reconcile(url, sim)
+    return Result("baseline (poll 1 -> POST -> commit, x partitions)", int(events), float(seconds), r.posts,
+                  float(cpu), float(rss), r.order_violations, r.duplicate_events)
+
+
+def baseline_worker(args: argparse.Namespace) -> None:
+    codec = default_codec()
+    done = 0
+    lock = threading.Lock()
+    stop_at = time.monotonic() + args.baseline_seconds
+
+    def loop(partition: int) -> None:
+        nonlocal done
+        c = Consumer({"bootstrap.servers": args.bootstrap_servers, "group.id": args.group,
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        c.assign([TopicPartition(args.topic, partition)])
+        with httpx.Client(base_url=args.url, headers={"Authorization": "Bearer sk_test_sandbox"}) as http:
+            while time.monotonic() < stop_at:
+                msg = c.poll(0.5)
+                if msg is None or msg.error():
+                    if msg is None and _caught_up(c, args.topic, partition):
+                        break
+                    continue
+                event = codec.decode(msg.key(), msg.value()).event
+                body = build_request(Batch(partition, event.order_id, (PendingEvent(msg.offset() or 0, event),)))
+                http.post("/fulfillments", json=body)
+                c.commit(message=msg, asynchronous=False)
+                with lock:
+                    done += 1
+        c.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=loop, args=(p,)) for p in range(args.partitions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.monotonic() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(done, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def _caught_up(c: Consumer, topic: str, partition: int) -> bool:
+    position = c.position([TopicPartition(topic, partition)])[0].offset
+    return position >= c.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[1]
+
+
+def _start_broker(workdir: Path) -> tuple[object, str]:
+    spec = importlib.util.spec_from_file_location("local_kafka", ROOT / "deploy" / "kafka" / "local_kafka.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    broker = module.LocalBroker(workdir, module.free_port(), module.free_port())
+    broker.start()
+    return broker, broker.bootstrap
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=5000)
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--members", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--baseline-seconds", type=float, default=30)
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--bootstrap-servers")
+    parser.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    parser.add_argument("--group", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_worker:
+        baseline_worker(args)
+        return
+
+    broker = None
+    bootstrap = args.bootstrap_servers
+    if bootstrap is None:
+        broker, bootstrap = _start_broker(Path(tempfile.mkdtemp(prefix="bench-kafka-")))
+    try:
+        topic = f"bench.{uuid.uuid4().hex[:6]}"
+        create_topics(bootstrap, topic, args.partitions)
+        sim = simulate(args.orders, args.seed)
+        published = publish_events(bootstrap, topic, sim)
+        print(f"backlog: {published} events of {args.orders} orders on {args.partitions} partitions; "
+              f"sandbox latency {args.latency_ms} ms; fewest POSTs the backlog allows: {fewest_posts(sim)} "
+              f"({published / fewest_posts(sim):.2f} events/POST)")
+        results = []
+        with sandbox_process(free_port(), latency_ms=args.latency_ms) as url:
+            if not args.skip_baseline:
+                reset_sandbox(url, sim)
+                results.append(run_baseline(args, bootstrap, topic, url, sim))
+            reset_sandbox(url, sim)
+            results.append(run_ours(args, bootstrap, topic, url, sim))
+        _print(results)
+    finally:
+        if broker is not None:
+            broker.stop()  # type: ignore[attr-defined]
+
+
+def _print(results: list[Result]) -> None:
+    header = f"{'':52} {'events/s':>9} {'POSTs/s':>8} {'ev/POST':>8} {'CPU s/1k ev':>11} {'peak RSS MB':>11} {'order viol.':>11} {'dup':>4}"
+    print(header)
+    for r in results:
+        print(f"{r.name:52} {r.events_per_second:9.0f} {r.posts / r.seconds:8.0f} {r.events / max(1, r.posts):8.2f} "
+              f"{1000 * r.cpu_seconds / max(1, r.events):11.2f} {r.peak_rss_mb:11.0f} {r.violations:11d} {r.duplicates:4d}")
+    if len(results) == 2:
+        print(f"ratio (ours / baseline events/s): {results[1].events_per_second / results[0].events_per_second:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""`fulfillment-consumer`: the one place where real objects are built and wired.
+
+Subcommands: `run` (a consumer-group member), `publish` and `simulate` (warehouse side),
+`sandbox` (the local Digital River stand-in), `demo` (everything local, end to end).
+Tools are loaded lazily so a production install needs none of the sandbox's libraries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import random
+import signal
+import sys
+from typing import Any
+
+import click
+
+from consumer.budget import TokenBucket
+from consumer.codec import EventCodec, SchemaStore
+from consumer.config import Settings, load_settings
+from consumer.delivery import FulfillmentSender
+from consumer.digitalriver import DigitalRiverClient
+from consumer.engine import Engine
+from consumer.errors import ConfigurationError, InfrastructureError
+from consumer.kafka_io import KafkaSource, SideTopicWriter, consumer_config, producer_config
+from consumer.observability import configure_logging
+from consumer.outcomes import RetryPolicy
+from consumer.schema_registry import SchemaRegistryClient
+
+_LAZY = {
+    "publish": ("consumer.warehouse.cli", "publish_command"),
+    "simulate": ("consumer.warehouse.cli", "simulate_command"),
+    "sandbox": ("consumer.sandbox.cli", "sandbox_command"),
+    "demo": ("consumer.demo", "demo_command"),
+}
+
+
+class _Commands(click.Group):
+    """Built-in commands plus tools imported only when called."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY:
+            module, attr = _LAZY[cmd_name]
+            try:
+                command: click.Command = getattr(importlib.import_module(module), attr)
+            except ImportError as exc:
+                raise click.ClickException(
+                    f"`{cmd_name}` needs the sandbox extra: pip install 'fulfillment-consumer[sandbox]' ({exc})"
+                ) from exc
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(package_name="fulfillment-consumer")
+def main() -> None:
+    """Warehouse shipment and cancellation events on Kafka -> Digital River fulfillments."""
+
+
+def kafka_options(fn: Any) -> Any:
+    fn = click.option(
+        "--bootstrap-servers",
+        envvar="KAFKA_BOOTSTRAP_SERVERS",
+        default="127.0.0.1:9092",
+        show_default=True,
+        help="Kafka brokers. Other KAFKA_* variables go to librdkafka.",
+    )(fn)
+    fn = click.option(
+        "--topic",
+        envvar="FULFILLMENT_TOPIC",
+        default="warehouse.fulfillment-events",
+        show_default=True,
+        help="Input topic.",
+    )(fn)
+    return fn
+
+
+@main.command()
+@kafka_options
+@click.option(
+    "--group",
+    envvar="CONSUMER_GROUP",
+    default="fulfillment-consumer",
+    show_default=True,
+    help="Consumer group id.",
+)
+@click.option(
+    "--dlq-topic",
+    envvar="DLQ_TOPIC",
+    default=None,
+    help="Dead-letter topic [default: <topic>.dlq].",
+)
+@click.option(
+    "--parking-topic",
+    envvar="PARKING_TOPIC",
+    default=None,
+    help="Parked orders [default: <topic>.parked].",
+)
+@click.option(
+    "--dr-api-url", envvar="DR_API_URL", default="https://api.digitalriver.com", show_default=True
+)
+@click.option(
+    "--dr-api-key", envvar="DR_API_KEY", default=None, help="Secret key (or --dr-api-key-file)."
+)
+@click.option(
+    "--dr-api-key-file", envvar="DR_API_KEY_FILE", default=None, help="File holding the secret key."
+)
+@click.option(
+    "--dr-rate-limit",
+    envvar="DR_RATE_LIMIT",
+    type=float,
+    default=None,
+    help="Requests/s for the whole group [default: 25 for sk_test_ keys, else 250].",
+)
+@click.option(
+    "--dr-api-version",
+    envvar="DR_API_VERSION",
+    default="2021-12-13",
+    show_default=True,
+    help="DigitalRiver-Version header; empty to use the key's pinned version.",
+)
+@click.option(
+    "--dr-timeout", envvar="DR_TIMEOUT_SECONDS", type=float, default=15.0, show_default=True
+)
+@click.option(
+    "--allow-insecure-http",
+    envvar="DR_ALLOW_INSECURE_HTTP",
+    is_flag=True,
+    default=False,
+    help="Allow plain http to a non-loopback DR_API_URL (the compose sandbox only).",
+)
+@click.option(
+    "--schema-registry-url",
+    envvar="SCHEMA_REGISTRY_URL",
+    default=None,
+    help="Enables Confluent Schema Registry framing.",
+)
+@click.option(
+    "--max-in-flight",
+    envvar="MAX_IN_FLIGHT_ORDERS",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Orders with a request in flight at once, per member.",
+)
+@click.option(
+    "--max-buffered",
+    envvar="MAX_BUFFERED_PER_PARTITION",
+    type=int,
+    default=5000,
+    show_default=True,
+    help="Unsettled records per partition before it is paused.",
+)
+@click.option(
+    "--commit-interval",
+    envvar="COMMIT_INTERVAL_SECONDS",
+    type=float,
+    default=1.0,
+    show_default=True,
+)
+@click.option(
+    "--drain-timeout",
+    envvar="DRAIN_TIMEOUT_SECONDS",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="How long revoke and shutdown wait for requests in flight.",
+)
+@click.option("--health-port", envvar="HEALTH_PORT", type=int, default=8000, show_default=True)
+@click.option(
+    "--log-format",
+    envvar="LOG_FORMAT",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--print-config", is_flag=True, help="Print the settings (secrets masked) and exit.")
+def run(**options: Any) -> None:
+    """Run one member of the consumer group until SIGTERM/SIGINT."""
+
+    settings = _settings_or_exit(options)
+    if options["print_config"]:
+
+        click.echo(json.dumps(settings.masked(), indent=2, default=str))
+        return
+    configure_logging(settings.log_format)
+    code = asyncio.run(_run_member(settings))
+    sys.exit(code)
+
+
+def _settings_or_exit(options: dict[str, Any]) -> Settings:
+
+    try:
+        return load_settings(
+            bootstrap_servers=options["bootstrap_servers"],
+            topic=options["topic"],
+            group_id=options["group"],
+            dlq_topic=options["dlq_topic"],
+            parking_topic=options["parking_topic"],
+            dr_api_url=options["dr_api_url"],
+            dr_api_key=options["dr_api_key"],
+            dr_api_key_file=options["dr_api_key_file"],
+            dr_rate_limit=options["dr_rate_limit"],
+            dr_api_version=options["dr_api_version"],
+            dr_timeout=options["dr_timeout"],
+            allow_insecure_http=options["allow_insecure_http"],
+            schema_registry_url=options["schema_registry_url"],
+            max_in_flight=options["max_in_flight"],
+            max_buffered_per_partition=options["max_buffered"],
+            commit_interval=options["commit_interval"],
+            drain_timeout=options["drain_timeout"],
+            health_port=options["health_port"],
+            log_format=options["log_format"],
+            environ=os.environ,
+        )
+    except ConfigurationError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
+
+
+async def _run_member(settings: Settings) -> int:
+
+    registry = (
+        SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
+    )
+    codec = EventCodec(SchemaStore.load_default(), registry=registry)
+    dr = DigitalRiverClient(
+        settings.dr_api_url,
+        settings.dr_api_key,
+        api_version=settings.dr_api_version,
+        timeout=settings.dr_timeout,
+        max_connections=settings.max_in_flight + 8,
+    )
+    rng = random.Random()
+    try:
+        source = KafkaSource(consumer_config(settings), settings.topic)
+        side = SideTopicWriter(producer_config(settings))
+    except InfrastructureError as exc:
+        raise click.ClickException(str(exc)) from None
+    loop = asyncio.get_running_loop()
+
+    def sender(budget: TokenBucket) -> FulfillmentSender:
+        return FulfillmentSender(dr, budget, policy=RetryPolicy(), clock=loop.time, rng=rng)
+
+    engine = Engine(settings, source, side, sender, codec, clock=loop.time, rng=rng)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await engine.run(stop)
+    finally:
+        await dr.aclose()

@@ -1,0 +1,218 @@
+"""One batch's trip to Digital River: look first when needed, POST, read the answer. [io]
+
+`FulfillmentSender.send(batch)` returns a `Decision` for the engine to carry out; it never
+touches Kafka or the lanes. Exactly-once effect lives here (PRODUCT.md guarantee 4): a batch that
+may already be at Digital River (`batch.reconcile_first`) is first compared with the order's
+fulfillments and only the events not found in their metadata are posted; a 409 "already" answer
+is decided by looking too, never by guessing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from consumer.budget import TokenBucket
+from consumer.digitalriver import DigitalRiverClient, DrResponse, TransportFailure
+from consumer.errors import ConfigurationError, RetryableFailure
+from consumer.fulfillments import build_request
+from consumer.lanes import Batch, PendingEvent
+from consumer.outcomes import (
+    Applied,
+    Outcome,
+    Park,
+    Reconcile,
+    RetryLater,
+    RetryPolicy,
+    Stop,
+    backoff,
+    classify_response,
+    classify_transport_failure,
+)
+from consumer.reconcile import split_applied
+
+_log = structlog.get_logger("delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Every event of the batch is at Digital River: `posted` by us now, `already` found there."""
+
+    posted: tuple[PendingEvent, ...]
+    already: tuple[PendingEvent, ...]
+    fulfillment_id: str | None
+    reads: int
+
+
+@dataclass(frozen=True, slots=True)
+class TryLater:
+    delay: float
+    ambiguous: bool
+    reason: str
+    status: int | None
+    reads: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParkOrder:
+    reason: str
+    status: int | None
+    code: str | None
+    dr_message: str | None
+    already: tuple[PendingEvent, ...]
+    reads: int
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    reason: str
+    status: int | None
+
+
+Decision = Done | TryLater | ParkOrder | Halt
+
+
+class FulfillmentSender:
+    """Sends batches; `budget` is this member's share of the group's rate limit."""
+
+    def __init__(
+        self,
+        dr: DigitalRiverClient,
+        budget: TokenBucket,
+        *,
+        policy: RetryPolicy,
+        clock: Callable[[], float],
+        rng: random.Random,
+    ) -> None:
+        self._dr = dr
+        self._budget = budget
+        self._policy = policy
+        self._clock = clock
+        self._rng = rng
+
+    async def send(self, batch: Batch, attempt: int) -> Decision:
+        """Never raises for Digital River's answers; cancellation propagates."""
+        entries = batch.entries
+        already: tuple[PendingEvent, ...] = ()
+        reads = 0
+        log = _log.bind(
+            partition=batch.partition, order_id=batch.order_id, offsets=list(batch.offsets)
+        )
+        if batch.reconcile_first:
+            looked = await self._look(batch, entries, attempt)
+            reads += 1
+            if not isinstance(looked, tuple):
+                return looked
+            found, entries = looked
+            already += found
+            if not entries:
+                log.info("events_already_applied", event_ids=[e.event.event_id for e in already])
+                return Done((), already, None, reads)
+        for _round in range(2):  # a second round only after a 409 proved part of the batch applied
+            response = await self._post(batch, entries)
+            outcome: Outcome
+            if isinstance(response, TransportFailure):
+                outcome = classify_transport_failure(
+                    response.kind, attempt, self._policy, self._rng.random()
+                )
+                log.warning("fulfillment_post_failed", failure=response.kind, attempt=attempt)
+            else:
+                outcome = classify_response(
+                    response.status,
+                    response.body,
+                    response.retry_after,
+                    attempt,
+                    self._policy,
+                    self._rng.random(),
+                )
+                log.info(
+                    "fulfillment_posted",
+                    status=response.status,
+                    dr_request_id=response.request_id,
+                    upstream_id=response.upstream_id,
+                    event_ids=[e.event.event_id for e in entries],
+                    attempt=attempt,
+                )
+            if isinstance(outcome, Applied):
+                return Done(entries, already, outcome.fulfillment_id, reads)
+            if isinstance(outcome, RetryLater):
+                if outcome.status == 429:
+                    self._budget.pause_until(self._clock() + outcome.delay)
+                return TryLater(
+                    outcome.delay, outcome.ambiguous, outcome.reason, outcome.status, reads
+                )
+            if isinstance(outcome, Stop):
+                return Halt(outcome.reason, outcome.status)
+            if isinstance(outcome, Park):
+                return ParkOrder(
+                    outcome.reason, outcome.status, outcome.code, _message(response), already, reads
+                )
+            assert isinstance(outcome, Reconcile)
+            looked = await self._look(batch, entries, attempt)
+            reads += 1
+            if not isinstance(looked, tuple):
+                return looked
+            found, remaining = looked
+            already += found
+            if not remaining:
+                log.info(
+                    "events_already_applied",
+                    event_ids=[e.event.event_id for e in found],
+                    code=outcome.code,
+                )
+                return Done((), already, None, reads)
+            if not found:  # nothing of ours is there: a real conflict
+                return ParkOrder(
+                    outcome.reason, outcome.status, outcome.code, _message(response), already, reads
+                )
+            entries = remaining
+        return TryLater(
+            backoff(attempt, self._policy, self._rng.random()),
+            True,
+            "conflict persisted",
+            409,
+            reads,
+        )
+
+    async def _post(
+        self, batch: Batch, entries: tuple[PendingEvent, ...]
+    ) -> DrResponse | TransportFailure:
+        await self._take_budget()
+        body = build_request(Batch(batch.partition, batch.order_id, entries))
+        try:
+            return await self._dr.create_fulfillment(body)
+        except TransportFailure as failure:
+            return failure
+
+    async def _look(
+        self, batch: Batch, entries: tuple[PendingEvent, ...], attempt: int
+    ) -> tuple[tuple[PendingEvent, ...], tuple[PendingEvent, ...]] | TryLater | Halt:
+        """(already applied, still to post), or what to do when Digital River can't tell us now."""
+        await self._take_budget()
+        try:
+            fulfillments = await self._dr.list_fulfillments(batch.order_id)
+        except ConfigurationError as exc:
+            return Halt(str(exc), None)
+        except RetryableFailure as exc:
+            delay = exc.retry_after or backoff(attempt, self._policy, self._rng.random())
+            return TryLater(delay, True, f"reconcile read failed: {exc.reason}", exc.status, 1)
+        result = split_applied(entries, fulfillments)
+        return result.applied, result.remaining
+
+    async def _take_budget(self) -> None:
+        while (wait := self._budget.try_take(self._clock())) > 0:
+            await asyncio.sleep(wait)
+
+
+def _message(response: DrResponse | TransportFailure) -> str | None:
+    if isinstance(response, TransportFailure) or response.body is None:
+        return None
+    errors = response.body.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        message = errors[0].get("message")
+        return str(message) if message is not None else None
+    return None

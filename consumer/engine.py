@@ -1,0 +1,564 @@
+"""The loop: poll -> decode -> lanes -> post -> settle -> commit. [io]
+
+The only module that knows the order of the steps. Threads: the asyncio event loop owns every
+piece of state; one Kafka thread makes every confluent-kafka call (consume, commit, pause, poll
+the producer). Rebalance callbacks run on the Kafka thread inside `consume()` and hand the work
+to the loop, waiting for it (bounded by the drain timeout) before the partitions go.
+
+Guarantees carried out here (PRODUCT.md): per order one POST in flight and offset order (lanes);
+commits only over settled records (watermark), periodic while running and synchronous on revoke
+and shutdown; bad input to the dead-letter topic; a permanent failure parks the order; 401/403
+stop work; and the dispatch horizon (partition.py) makes crashes and rebalances reconcilable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+
+from consumer.budget import TokenBucket, member_share
+from consumer.codec import EventCodec
+from consumer.config import Settings
+from consumer.deadletters import dead_letter_headers, parking_headers
+from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
+from consumer.errors import BadInput, InfrastructureError
+from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
+from consumer.kafka_io import KafkaSource, SideTopicWriter, SourceRecord
+from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
+from consumer.partition import PartitionState, StagedEvent
+from consumer.reconcile import decode_commit_metadata, encode_commit_metadata
+
+T = TypeVar("T")
+State = PartitionState[SourceRecord]
+_log = structlog.get_logger("engine")
+CONSUME_BATCH = 500
+IDLE_POLL_SECONDS = 0.05
+REPORT_INTERVAL_SECONDS = 10.0
+
+
+@dataclass
+class EngineStats:
+    """Counters for progress output and benchmarks (metrics build on these)."""
+
+    records: int = 0
+    events_settled: int = 0
+    posts: int = 0
+    reads: int = 0
+    already_applied: int = 0
+    dead_lettered: int = 0
+    parked: int = 0
+    commits: int = 0
+    assigned: set[int] = field(default_factory=set)
+
+
+class Engine:
+    """One consumer-group member. `run()` returns an exit code: 0 normal, 3 stopped by configuration."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: KafkaSource,
+        side: SideTopicWriter,
+        sender_factory: Callable[[TokenBucket], FulfillmentSender],
+        codec: EventCodec,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        max_events_per_post: int = MAX_EVENTS_PER_REQUEST,
+    ) -> None:
+        self._settings = settings
+        self._source = source
+        self._side = side
+        self._codec = codec
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._policy = CoalescingPolicy(max_events=min(max_events_per_post, MAX_EVENTS_PER_REQUEST))
+        self._budget = TokenBucket(
+            rate=settings.dr_rate_limit, burst=max(1.0, settings.dr_rate_limit / 10)
+        )
+        self._sender = sender_factory(self._budget)
+        self._partitions: dict[int, State] = {}
+        self._total_partitions = 0
+        self._in_flight = 0
+        self._halted: str | None = None
+        self._kafka_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kafka")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_commit = 0.0
+        self._dirty: set[int] = set()
+        self._next_report = 0.0
+        self.stats = EngineStats()
+
+    # -- the loop ----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._total_partitions = await self._kafka(self._source.partition_count)
+        await self._kafka(self._source.subscribe, self._on_assign, self._on_revoke, self._on_lost)
+        _log.info("member_started", topic=self._source.topic, group=self._settings.group_id)
+        try:
+            while not stop.is_set() and self._halted is None:
+                commits, horizons = self._commit_request()
+                pause, resume = self._backpressure()
+                idle = not any(
+                    ps.lanes.has_work_ready(self._clock()) for ps in self._partitions.values()
+                )
+                records, committed = await self._kafka(
+                    self._step, commits, pause, resume, IDLE_POLL_SECONDS if idle else 0.0
+                )
+                if committed:
+                    self._confirm(commits, horizons)
+                for record in records:
+                    self._accept(record)
+                for ps in self._partitions.values():
+                    self._release_staged(ps)
+                self._dispatch_all()
+                self._maybe_report()
+        finally:
+            await self._shutdown()
+        if self._halted is not None:
+            _log.error("member_stopped_by_configuration", reason=self._halted)
+            return 3
+        return 0
+
+    def _step(
+        self,
+        commits: dict[int, tuple[int, str]],
+        pause: list[int],
+        resume: list[int],
+        timeout: float,
+    ) -> tuple[list[SourceRecord], bool]:
+        """Kafka thread: commit (sync), pause/resume, deliver producer callbacks, consume."""
+        ok = True
+        if commits:
+            try:
+                self._source.commit(
+                    {p: o for p, (o, _) in commits.items()},
+                    metadata={p: m for p, (_, m) in commits.items()},
+                    sync=True,
+                )
+            except InfrastructureError as exc:
+                ok = False
+                _log.warning("offset_commit_failed", error=str(exc))
+        self._source.pause(pause)
+        self._source.resume(resume)
+        self._side.poll(0)
+        return self._source.consume(CONSUME_BATCH, timeout), ok
+
+    async def _kafka(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._kafka_thread, fn, *args)
+
+    def _maybe_report(self) -> None:
+        """Every few seconds, one line per member saying where each partition stands."""
+        now = self._clock()
+        if now < self._next_report:
+            return
+        self._next_report = now + REPORT_INTERVAL_SECONDS
+        _log.info(
+            "member_progress",
+            in_flight=self._in_flight,
+            settled=self.stats.events_settled,
+            posts=self.stats.posts,
+            reads=self.stats.reads,
+            partitions={
+                p: {
+                    "committed": ps.last_committed,
+                    "oldest_unsettled": ps.watermark.oldest_unsettled(),
+                    "staged": len(ps.staged),
+                    "pending": ps.lanes.pending,
+                    "in_flight": ps.lanes.in_flight,
+                    "paused": ps.paused,
+                }
+                for p, ps in sorted(self._partitions.items())
+            },
+        )
+
+    # -- records in ----------------------------------------------------------------------------
+    def _accept(self, record: SourceRecord) -> None:
+        ps = self._partitions.get(record.partition)
+        if ps is None or ps.revoking:
+            return  # not ours any more: the next owner reads it from the committed offset
+        last = ps.watermark.last_tracked
+        if last is not None and record.offset <= last:
+            return
+        self.stats.records += 1
+        ps.watermark.track(record.offset)
+        ps.records[record.offset] = record
+        try:
+            decoded = self._codec.decode(record.key, record.value)
+        except BadInput as exc:
+            self._dead_letter(ps, record, exc)
+            return
+        ps.staged.append(StagedEvent(record, record.offset, decoded.event))
+
+    def _confirm(self, commits: dict[int, tuple[int, str]], horizons: dict[int, int]) -> None:
+        """A commit went through: remember it; staged records under a confirmed horizon may go."""
+        for p, (offset, _) in commits.items():
+            ps = self._partitions.get(p)
+            if ps is None:
+                continue
+            ps.last_committed = offset
+            self.stats.commits += 1
+            if p in horizons:
+                ps.horizon = max(ps.horizon, horizons[p])
+
+    def _release_staged(self, ps: State) -> None:
+        """Staged records under the confirmed horizon may be posted: into the lanes."""
+        while ps.staged and ps.staged[0].offset < ps.horizon:
+            staged = ps.staged.popleft()
+            self._enqueue(ps, staged.record, staged.event)
+
+    def _enqueue(self, ps: State, record: SourceRecord, event: Any) -> None:
+        if event.order_id in ps.parked:
+            self._park_records(
+                ps,
+                event.order_id,
+                [PendingEvent(record.offset, event)],
+                ps.parked[event.order_id],
+                None,
+                None,
+                None,
+            )
+            return
+        suspect = ps.committed is not None and ps.committed <= record.offset < ps.suspect_below
+        ps.lanes.add(record.offset, event, suspect=suspect)
+
+    # -- dispatch ------------------------------------------------------------------------------
+    def _dispatch_all(self) -> None:
+        if self._halted is not None:
+            return
+        now = self._clock()
+        states = list(self._partitions.values())
+        self._rng.shuffle(states)  # no partition is always first in line
+        for ps in states:
+            free = self._settings.max_in_flight - self._in_flight
+            if free <= 0:
+                return
+            if ps.revoking:
+                continue
+            for batch in ps.lanes.next_batches(now, free):
+                self._start(ps, batch)
+
+    def _start(self, ps: State, batch: Batch) -> None:
+        self._in_flight += 1
+        ps.dispatched_max = max(ps.dispatched_max, batch.last_offset)
+        attempt = ps.attempts.get(batch.order_id, 0)
+        task = asyncio.create_task(self._deliver(ps, batch, attempt))
+        ps.tasks.add(task)
+        task.add_done_callback(ps.tasks.discard)
+
+    async def _deliver(self, ps: State, batch: Batch, attempt: int) -> None:
+        try:
+            decision = await self._sender.send(batch, attempt)
+        except asyncio.CancelledError:
+            self._in_flight -= 1
+            raise
+        except Exception:
+            _log.exception("delivery_crashed", partition=ps.partition, order_id=batch.order_id)
+            decision = TryLater(1.0, True, "internal error", None, 0)
+        self._in_flight -= 1
+        self._carry_out(ps, batch, attempt, decision)
+        self._dispatch_all()
+
+    def _carry_out(self, ps: State, batch: Batch, attempt: int, decision: Decision) -> None:
+        if self._partitions.get(ps.partition) is not ps:
+            return  # the partition went away while this batch was out
+        self.stats.reads += decision.reads if not isinstance(decision, Halt) else 0
+        if isinstance(decision, Done):
+            if decision.posted:
+                self.stats.posts += 1
+            self.stats.already_applied += len(decision.already)
+            ps.attempts.pop(batch.order_id, None)
+            ps.lanes.complete(batch)
+            self._settle(ps, (e.offset for e in batch.entries))
+        elif isinstance(decision, TryLater):
+            ps.attempts[batch.order_id] = attempt + 1
+            ps.lanes.retry(batch, self._clock() + decision.delay, ambiguous=decision.ambiguous)
+            _log.warning(
+                "fulfillment_retry_scheduled",
+                partition=ps.partition,
+                order_id=batch.order_id,
+                delay=round(decision.delay, 3),
+                reason=decision.reason,
+                status=decision.status,
+                ambiguous=decision.ambiguous,
+                attempt=attempt + 1,
+            )
+        elif isinstance(decision, ParkOrder):
+            ps.attempts.pop(batch.order_id, None)
+            self._settle(ps, (e.offset for e in decision.already))
+            done = {e.offset for e in decision.already}
+            ps.lanes.complete(batch)
+            rest = [e for e in batch.entries if e.offset not in done] + ps.lanes.take_order(
+                batch.order_id
+            )
+            ps.parked[batch.order_id] = decision.reason
+            self._park_records(
+                ps,
+                batch.order_id,
+                rest,
+                decision.reason,
+                decision.status,
+                decision.code,
+                decision.dr_message,
+            )
+        else:
+            ps.lanes.retry(batch, float("inf"))
+            self._halted = decision.reason
+
+    def _settle(self, ps: State, offsets: Iterable[int]) -> None:
+        for offset in offsets:
+            ps.settle(offset)
+            self.stats.events_settled += 1
+        self._dirty.add(ps.partition)
+
+    # -- side topics ---------------------------------------------------------------------------
+    def _dead_letter(self, ps: State, record: SourceRecord, error: BadInput) -> None:
+        _log.warning(
+            "record_dead_lettered",
+            partition=record.partition,
+            offset=record.offset,
+            error_class=error.error_class,
+            reason=error.reason,
+            field=error.field,
+        )
+        headers = dead_letter_headers(
+            error_class=error.error_class,
+            reason=error.reason,
+            field=error.field,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp_ms,
+            failed_at_ms=int(time.time() * 1000),
+            original=record.headers,
+        )
+        self.stats.dead_lettered += 1
+        self._produce_aside(ps, self._settings.dlq_topic, record, headers)
+
+    def _park_records(
+        self,
+        ps: State,
+        order_id: str,
+        entries: list[PendingEvent],
+        reason: str,
+        status: int | None,
+        code: str | None,
+        dr_message: str | None,
+    ) -> None:
+        _log.warning(
+            "order_parked",
+            partition=ps.partition,
+            order_id=order_id,
+            reason=reason,
+            status=status,
+            code=code,
+            offsets=[e.offset for e in entries],
+        )
+        for entry in entries:
+            record = ps.records[entry.offset]
+            headers = parking_headers(
+                order_id=order_id,
+                reason=reason,
+                status=status,
+                code=code,
+                dr_message=dr_message,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp_ms,
+                parked_at_ms=int(time.time() * 1000),
+                original=record.headers,
+            )
+            self.stats.parked += 1
+            self._produce_aside(ps, self._settings.parking_topic, record, headers)
+
+    def _produce_aside(self, ps: State, topic: str, record: SourceRecord, headers: Any) -> None:
+        loop = self._loop
+        assert loop is not None
+
+        def done(error: str | None) -> None:  # Kafka thread
+            loop.call_soon_threadsafe(self._aside_done, ps, topic, record, headers, error)
+
+        self._side.produce(topic, record.key, record.value, headers, done)
+
+    def _aside_done(
+        self, ps: State, topic: str, record: SourceRecord, headers: Any, error: str | None
+    ) -> None:
+        if self._partitions.get(ps.partition) is not ps:
+            return
+        if error is None:
+            self._settle(ps, (record.offset,))
+            return
+        _log.error(
+            "side_topic_write_failed",
+            topic=topic,
+            partition=record.partition,
+            offset=record.offset,
+            error=error,
+        )
+        self._produce_aside(ps, topic, record, headers)  # the idempotent producer keeps order
+
+    # -- commits and backpressure -------------------------------------------------------------
+    def _commit_request(self) -> tuple[dict[int, tuple[int, str]], dict[int, int]]:
+        """Partitions whose horizon must move (now) or whose settled offset moved (periodically)."""
+        now = self._clock()
+        periodic = now >= self._next_commit
+        if periodic:
+            self._next_commit = now + self._settings.commit_interval
+        commits: dict[int, tuple[int, str]] = {}
+        horizons: dict[int, int] = {}
+        for p, ps in self._partitions.items():
+            wanted = ps.wanted_horizon()
+            offset = ps.commit_offset()
+            if offset is None:
+                continue
+            if wanted is not None:
+                horizons[p] = wanted
+                commits[p] = (offset, encode_commit_metadata(wanted))
+            elif periodic and p in self._dirty and offset != ps.last_committed:
+                commits[p] = (offset, encode_commit_metadata(ps.horizon))
+        if periodic:
+            self._dirty.clear()
+        return commits, horizons
+
+    def _backpressure(self) -> tuple[list[int], list[int]]:
+        limit = self._settings.max_buffered_per_partition
+        pause, resume = [], []
+        for p, ps in self._partitions.items():
+            if not ps.paused and ps.buffered >= limit:
+                ps.paused = True
+                pause.append(p)
+            elif ps.paused and ps.buffered <= limit // 2:
+                ps.paused = False
+                resume.append(p)
+        return pause, resume
+
+    # -- rebalances (called on the Kafka thread) ------------------------------------------------
+    def _on_assign(self, partitions: list[int]) -> None:
+        committed = self._source.committed(partitions)
+        ends = self._source.end_offsets(partitions)
+        self._call_loop(self._adopt(committed, ends)).result(timeout=30)
+
+    def _on_revoke(self, partitions: list[int]) -> None:
+        future = self._call_loop(self._release(partitions))
+        while not future.done():
+            self._side.poll(
+                0.05
+            )  # deliveries of dead letters / parked records settle while we wait
+        commits = future.result()
+        if commits:
+            try:
+                self._source.commit(
+                    {p: o for p, (o, _) in commits.items()},
+                    metadata={p: m for p, (_, m) in commits.items()},
+                    sync=True,
+                )
+                _log.info(
+                    "offsets_committed_on_revoke", offsets={p: o for p, (o, _) in commits.items()}
+                )
+            except InfrastructureError as exc:
+                _log.error("offset_commit_on_revoke_failed", error=str(exc))
+
+    def _on_lost(self, partitions: list[int]) -> None:
+        self._call_loop(self._forget(partitions)).result(timeout=30)
+
+    def _call_loop(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _adopt(self, committed: list[Any], ends: dict[int, int]) -> None:
+        for c in committed:
+            horizon = decode_commit_metadata(c.metadata)
+            if c.offset is None:
+                suspect_below = 0  # a new group starts fresh (use `replay` to reprocess history)
+            elif horizon is None:
+                suspect_below = ends.get(
+                    c.partition, 0
+                )  # moved by a foreign tool: look before posting
+            else:
+                suspect_below = horizon
+            self._partitions[c.partition] = PartitionState(
+                c.partition, self._policy, c.offset, suspect_below
+            )
+            self.stats.assigned.add(c.partition)
+        self._rebudget()
+        _log.info(
+            "partitions_assigned",
+            partitions=sorted(c.partition for c in committed),
+            committed={c.partition: c.offset for c in committed},
+        )
+
+    async def _release(self, partitions: list[int]) -> dict[int, tuple[int, str]]:
+        states = [self._partitions[p] for p in partitions if p in self._partitions]
+        for ps in states:
+            ps.revoking = True
+        tasks = [t for ps in states for t in ps.tasks]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_timeout)
+            for task in pending:
+                task.cancel()  # abandoned: the horizon we hand over makes the next owner look first
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+                _log.warning("in_flight_abandoned", count=len(pending))
+        commits: dict[int, tuple[int, str]] = {}
+        for ps in states:
+            offset = ps.commit_offset()
+            if offset is not None:
+                commits[ps.partition] = (offset, encode_commit_metadata(ps.release_horizon()))
+            del self._partitions[ps.partition]
+            self.stats.assigned.discard(ps.partition)
+        self._rebudget()
+        _log.info("partitions_revoked", partitions=sorted(partitions))
+        return commits
+
+    async def _forget(self, partitions: list[int]) -> None:
+        for p in partitions:
+            ps = self._partitions.pop(p, None)
+            if ps is not None:
+                for task in ps.tasks:
+                    task.cancel()
+            self.stats.assigned.discard(p)
+        self._rebudget()
+        _log.warning("partitions_lost", partitions=sorted(partitions))
+
+    def _rebudget(self) -> None:
+        share = member_share(
+            self._settings.dr_rate_limit, len(self._partitions), max(1, self._total_partitions)
+        )
+        self._budget.set_rate(share, self._clock())
+
+    # -- shutdown ------------------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        """Stop fetching, drain within the bound, commit what is settled, leave the group."""
+        await self._kafka(self._side.flush, 10.0)
+        for _ in range(3):
+            await asyncio.sleep(0)  # let the delivery callbacks just queued settle their records
+        commits = await self._release(list(self._partitions))
+        if commits:
+            await self._kafka(self._final_commit, commits)
+        await self._kafka(self._side.flush, 10.0)
+        await self._kafka(self._source.close)
+        self._kafka_thread.shutdown(wait=True)
+        _log.info(
+            "member_stopped", **{k: v for k, v in vars(self.stats).items() if k != "assigned"}
+        )
+
+    def _final_commit(self, commits: dict[int, tuple[int, str]]) -> None:
+        try:
+            self._source.commit(
+                {p: o for p, (o, _) in commits.items()},
+                metadata={p: m for p, (_, m) in commits.items()},
+                sync=True,
+            )
+            _log.info(
+                "offsets_committed_on_shutdown", offsets={p: o for p, (o, _) in commits.items()}
+            )
+        except InfrastructureError as exc:
+            _log.error("offset_commit_on_shutdown_failed", error=str(exc))

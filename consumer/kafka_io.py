@@ -1,0 +1,307 @@
+"""Kafka adapters (confluent-kafka is touched only here). [io]
+
+Translates confluent-kafka's messages, partitions and errors into ours. Nothing in this module
+decides anything: the engine says what to consume, commit, pause and produce.
+
+Threading: every method of `KafkaSource` must be called from one thread (the engine's Kafka
+thread); the rebalance callbacks it is given run on that thread, inside `consume()`.
+`SideTopicWriter.produce` may be called from the event loop; its delivery callbacks run inside
+`poll()`, which the engine calls from the Kafka thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+import structlog
+
+from consumer.config import Settings
+from consumer.errors import InfrastructureError
+
+_log = structlog.get_logger("librdkafka")
+
+COMMITTED_ATTEMPTS = 20
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One consumed record, as ours (no confluent-kafka type leaks past this module)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A partition's committed position at assignment: offset (None if never committed) and metadata."""
+
+    partition: int
+    offset: int | None
+    metadata: str | None
+
+
+PartitionsCallback = Callable[[list[int]], None]
+
+
+def consumer_config(settings: Settings, *, client_id: str | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": settings.group_id,
+        "enable.auto.commit": False,  # we commit only settled offsets
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "enable.partition.eof": False,
+        # rebalances start on a heartbeat: 1 s (librdkafka: 3 s) lets a joining member get its
+        # partitions within a couple of seconds
+        "heartbeat.interval.ms": 1000,
+        "logger": _LibrdkafkaLogger(),
+    }
+    if client_id:
+        config["client.id"] = client_id
+    config.update(settings.kafka_extra)
+    return config
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "logger": _LibrdkafkaLogger(),
+    }
+    # passthrough settings that only make sense for a consumer are dropped for the producer
+    consumer_only = (
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "fetch.",
+        "auto.offset",
+    )
+    config.update(
+        {k: v for k, v in settings.kafka_extra.items() if not k.startswith(consumer_only)}
+    )
+    return config
+
+
+class KafkaSource:
+    """A group member's consumer: subscribe, consume, pause/resume, commit."""
+
+    def __init__(self, config: Mapping[str, Any], topic: str) -> None:
+        self._topic = topic
+        try:
+            self._consumer = Consumer(dict(config))
+        except KafkaException as exc:
+            raise InfrastructureError(f"cannot create the Kafka consumer: {exc}") from exc
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    def subscribe(
+        self,
+        on_assign: PartitionsCallback,
+        on_revoke: PartitionsCallback,
+        on_lost: PartitionsCallback,
+    ) -> None:
+        def wrap(callback: PartitionsCallback) -> Callable[[Consumer, list[TopicPartition]], None]:
+            return lambda _consumer, parts: callback([p.partition for p in parts])
+
+        self._consumer.subscribe(
+            [self._topic],
+            on_assign=wrap(on_assign),
+            on_revoke=wrap(on_revoke),
+            on_lost=wrap(on_lost),
+        )
+
+    def consume(self, max_records: int, timeout: float) -> list[SourceRecord]:
+        """Up to `max_records`; rebalance callbacks run inside this call. Broker errors are logged by librdkafka."""
+        records: list[SourceRecord] = []
+        for msg in self._consumer.consume(max_records, timeout):
+            error = msg.error()
+            if error is not None:
+                _raise_if_fatal(error)
+                continue
+            records.append(_record(msg))
+        return records
+
+    def committed(self, partitions: Sequence[int], timeout: float = 10.0) -> list[Committed]:
+        """Committed offsets and metadata; retried while the group coordinator moves or loads."""
+        tps = [TopicPartition(self._topic, p) for p in partitions]
+        for attempt in range(COMMITTED_ATTEMPTS):
+            try:
+                found = self._consumer.committed(tps, timeout=timeout)
+                break
+            except KafkaException as exc:
+                if attempt == COMMITTED_ATTEMPTS - 1:
+                    raise InfrastructureError(f"cannot read committed offsets: {exc}") from exc
+                time.sleep(0.5)
+        return [
+            Committed(tp.partition, None if tp.offset < 0 else tp.offset, tp.metadata)
+            for tp in found
+        ]
+
+    def end_offsets(self, partitions: Sequence[int], timeout: float = 10.0) -> dict[int, int]:
+        """The high watermark of each partition (the offset the next produced record gets)."""
+        ends: dict[int, int] = {}
+        for p in partitions:
+            try:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, p), timeout=timeout
+                )
+            except KafkaException as exc:
+                raise InfrastructureError(
+                    f"cannot read the end offset of partition {p}: {exc}"
+                ) from exc
+            ends[p] = int(high)
+        return ends
+
+    def commit(
+        self, offsets: Mapping[int, int], *, metadata: Mapping[int, str] | None = None, sync: bool
+    ) -> None:
+        """Commit next-offsets per partition. A sync commit raises InfrastructureError when refused."""
+        if not offsets:
+            return
+        tps = [_tp(self._topic, p, o, (metadata or {}).get(p)) for p, o in offsets.items()]
+        try:
+            if sync:
+                self._consumer.commit(offsets=tps, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=tps, asynchronous=True)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError._NO_OFFSET:
+                return
+            raise InfrastructureError(f"offset commit failed: {exc}") from exc
+
+    def pause(self, partitions: Sequence[int]) -> None:
+        if partitions:
+            self._consumer.pause([TopicPartition(self._topic, p) for p in partitions])
+
+    def resume(self, partitions: Sequence[int]) -> None:
+        if partitions:
+            self._consumer.resume([TopicPartition(self._topic, p) for p in partitions])
+
+    def partition_count(self) -> int:
+        md = self._consumer.list_topics(self._topic, timeout=10)
+        topic = md.topics.get(self._topic)
+        return len(topic.partitions) if topic is not None and topic.partitions else 0
+
+    def close(self) -> None:
+        """Leave the group (revoke callbacks run here first)."""
+        self._consumer.close()
+
+
+class SideTopicWriter:
+    """Produces to the dead-letter and parking topics with an idempotent producer."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._producer = Producer(dict(config))
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers,
+        on_done: Callable[[str | None], None],
+    ) -> None:
+        """Queue one record; `on_done(None)` once acknowledged, `on_done(reason)` if it failed for good."""
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            on_done(None if err is None else str(err))
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=list(headers), on_delivery=delivered
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Run delivery callbacks."""
+        self._producer.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))
+
+
+def _record(msg: Message[Any, Any]) -> SourceRecord:
+    kind, ts = msg.timestamp()
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None  # consumed records have them
+    return SourceRecord(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=msg.key(),
+        value=msg.value(),
+        headers=_headers(msg.headers()),
+        timestamp_ms=ts if kind != 0 else None,
+    )
+
+
+def _headers(raw: Any) -> Headers:
+    return tuple((str(k), _as_bytes(v)) for k, v in (raw or []))
+
+
+def _as_bytes(value: str | bytes | None) -> bytes:
+    if value is None:
+        return b""
+    return value.encode() if isinstance(value, str) else value
+
+
+def _tp(topic: str, partition: int, offset: int, metadata: str | None) -> TopicPartition:
+    if metadata is None:
+        return TopicPartition(topic, partition, offset)
+    return TopicPartition(topic, partition, offset, metadata=metadata)
+
+
+def _raise_if_fatal(error: KafkaError) -> None:
+    if error.fatal():
+        raise InfrastructureError(f"fatal Kafka error: {error}")
+
+
+class _LibrdkafkaLogger:
+    """Routes librdkafka's own log lines into structlog instead of raw stderr."""
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        # confluent-kafka hands over Python logging levels (40 error, 30 warning, ...)
+        message = fmt % args if args else fmt
+        if level >= 40:
+            _log.error("librdkafka_log", message=message)
+        elif level >= 30:
+            _log.warning("librdkafka_log", message=message)
+
+
+__all__ = [
+    "OFFSET_INVALID",
+    "Committed",
+    "KafkaSource",
+    "SideTopicWriter",
+    "SourceRecord",
+    "consumer_config",
+    "producer_config",
+]

@@ -1,0 +1,82 @@
+"""What a member holds for one assigned partition while it owns it. [pure]
+
+Records move through three stages: `staged` (consumed; waiting until the committed dispatch
+horizon covers them), the lanes (may be posted), settled (the watermark may pass them). The
+horizon is written into the commit's metadata *before* any record below it is posted, so whoever
+owns the partition next knows which records a crashed owner may have posted: those in
+[committed offset, horizon) are reconciled with Digital River before being posted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from consumer.events import FulfillmentEvent
+from consumer.lanes import CoalescingPolicy, PartitionLanes
+from consumer.watermark import OffsetWatermark
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class StagedEvent(Generic[R]):
+    record: R
+    offset: int
+    event: FulfillmentEvent
+
+
+@dataclass(eq=False)
+class PartitionState(Generic[R]):
+    """Mutable by the engine's event loop only."""
+
+    partition: int
+    policy: CoalescingPolicy
+    committed: int | None  # committed offset when assigned (None: never committed)
+    suspect_below: int  # records below this (and at or above `committed`) may be applied already
+    lanes: PartitionLanes = field(init=False)
+    watermark: OffsetWatermark = field(default_factory=OffsetWatermark)
+    records: dict[int, R] = field(default_factory=dict)  # every unsettled record, for DLQ / parking
+    staged: deque[StagedEvent[R]] = field(default_factory=deque)
+    horizon: int = 0  # dispatch horizon confirmed in a commit's metadata
+    dispatched_max: int = -1
+    parked: dict[str, str] = field(default_factory=dict)  # order id -> why
+    attempts: dict[str, int] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    last_committed: int | None = None
+    paused: bool = False
+    revoking: bool = False
+
+    def __post_init__(self) -> None:
+        self.lanes = PartitionLanes(self.partition, self.policy)
+        self.horizon = self.suspect_below
+        self.last_committed = self.committed
+
+    def commit_offset(self) -> int | None:
+        """What to commit now: the watermark, else where we started (to carry the horizon)."""
+        settled = self.watermark.committable()
+        if settled is not None:
+            return settled
+        if self.last_committed is not None:
+            return self.last_committed
+        return self.watermark.oldest_unsettled()
+
+    def wanted_horizon(self) -> int | None:
+        """A new horizon to confirm before the staged records may be posted, or None."""
+        if self.staged and self.staged[-1].offset >= self.horizon:
+            return self.staged[-1].offset + 1
+        return None
+
+    def release_horizon(self) -> int:
+        """The horizon to hand over on revoke: everything we (or the owner before us) may have posted."""
+        return max(self.suspect_below, self.dispatched_max + 1)
+
+    def settle(self, offset: int) -> None:
+        self.records.pop(offset, None)
+        self.watermark.settle(offset)
+
+    @property
+    def buffered(self) -> int:
+        return len(self.records)

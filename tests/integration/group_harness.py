@@ -1,0 +1,130 @@
+"""A real consumer group on the real broker: members are `fulfillment-consumer run` processes.
+
+Shared by the consumer-group integration tests. Everything waits with bounded polling.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from consumer.demo import create_topics, member_env, publish_events, start_member
+from consumer.warehouse.simulator import Simulation
+
+FAST_GROUP = {
+    # a killed member's partitions move within seconds, not the default 45 s
+    "KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+}
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.25
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Group:
+    bootstrap: str
+    topic: str
+    group: str
+    partitions: int
+    sandbox_url: str
+    logs: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    members: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        bootstrap: str,
+        name: str,
+        partitions: int,
+        sandbox_url: str,
+        logs: Path,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> Group:
+        create_topics(bootstrap, name, partitions)
+        return cls(
+            bootstrap,
+            name,
+            f"group-{name}",
+            partitions,
+            sandbox_url,
+            logs,
+            {**FAST_GROUP, **(extra_env or {})},
+        )
+
+    def publish(self, simulation: Simulation) -> int:
+        return publish_events(self.bootstrap, self.topic, simulation)
+
+    def start_member(self, **env: str) -> subprocess.Popen[bytes]:
+        index = len(self.members)
+        full_env = member_env(
+            self.bootstrap, self.topic, self.group, self.sandbox_url, {**self.extra_env, **env}
+        )
+        proc = start_member(full_env, self.logs / f"member-{index}.log")
+        self.members.append(proc)
+        return proc
+
+    def committed(self) -> dict[int, int]:
+        """Committed offset per partition (-1 when none); rides out coordinator moves."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group})
+        try:
+            tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+            for attempt in range(20):
+                try:
+                    return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
+                except KafkaException:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.5)
+            raise AssertionError("unreachable")
+        finally:
+            consumer.close()
+
+    def end_offsets(self) -> dict[int, int]:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group})
+        try:
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+                for p in range(self.partitions)
+            }
+        finally:
+            consumer.close()
+
+    def committed_total(self) -> int:
+        return sum(max(0, o) for o in self.committed().values())
+
+    def all_committed(self) -> bool:
+        return self.committed() == self.end_offsets()
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=timeout)
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop_all(self) -> list[int]:
+        return [self.stop(p) for p in self.members]
+
+    def log_text(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace") for p in sorted(self.logs.glob("member-*.log"))
+        )
