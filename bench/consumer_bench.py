@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +69,6 @@ class Result:
 
 def fewest_posts(sim: Simulation) -> int:
     """POSTs the backlog needs at best: each order's events cut into maximal coalescible runs."""
-    from collections import deque
-
     per_order: dict[str, deque[PendingEvent]] = {}
     for offset, event in enumerate(sim.events):
         per_order.setdefault(event.order_id, deque()).append(PendingEvent(offset, event))
@@ -87,7 +86,10 @@ def committed_all(bootstrap: str, topic: str, group: str, partitions: int) -> bo
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
         tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)]
+        ends = [
+            c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        ]
         return all(tp.offset == end for tp, end in zip(tps, ends, strict=True))
     finally:
         c.close()
@@ -99,7 +101,9 @@ def reset_sandbox(url: str, sim: Simulation) -> None:
         seed_sandbox(url, sim, client)
 
 
-def run_ours(args: argparse.Namespace, bootstrap: str, topic: str, url: str, sim: Simulation) -> Result:
+def run_ours(
+    args: argparse.Namespace, bootstrap: str, topic: str, url: str, sim: Simulation
+) -> Result:
     group = f"bench-ours-{uuid.uuid4().hex[:6]}"
     env = member_env(bootstrap, topic, group, url, {"LOG_FORMAT": "json"})
     logs = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -110,7 +114,18 @@ def run_ours(args: argparse.Namespace, bootstrap: str, topic: str, url: str, sim
     def command(i: int) -> list[str]:
         member = [sys.executable, "-m", "consumer", "run"]
         if profile:
-            return ["py-spy", "record", "-r", "200", "-f", "raw", "-o", f"{profile}/member-{i}.txt", "--", *member]
+            return [
+                "py-spy",
+                "record",
+                "-r",
+                "200",
+                "-f",
+                "raw",
+                "-o",
+                f"{profile}/member-{i}.txt",
+                "--",
+                *member,
+            ]
         return member
 
     procs = [spawn(command(i), env, logs / f"member-{i}.log") for i in range(args.members)]
@@ -126,24 +141,56 @@ def run_ours(args: argparse.Namespace, bootstrap: str, topic: str, url: str, sim
         cpu += usage.ru_utime + usage.ru_stime
         rss = max(rss, usage.ru_maxrss / 1024)
     r = reconcile(url, sim)
-    return Result(f"run ({args.members} member{'s' if args.members > 1 else ''})", len(sim.events), seconds,
-                  r.posts, cpu, rss, r.order_violations, r.duplicate_events)
+    return Result(
+        f"run ({args.members} member{'s' if args.members > 1 else ''})",
+        len(sim.events),
+        seconds,
+        r.posts,
+        cpu,
+        rss,
+        r.order_violations,
+        r.duplicate_events,
+    )
 
 
-def run_baseline(args: argparse.Namespace, bootstrap: str, topic: str, url: str, sim: Simulation) -> Result:
+def run_baseline(
+    args: argparse.Namespace, bootstrap: str, topic: str, url: str, sim: Simulation
+) -> Result:
     """The loop most engineers write, one per partition, in a child process we can measure."""
     group = f"bench-baseline-{uuid.uuid4().hex[:6]}"
-    cmd = [sys.executable, __file__, "--baseline-worker", "--bootstrap-servers", bootstrap, "--topic", topic,
-           "--group", group, "--url", url, "--partitions", str(args.partitions),
-           "--baseline-seconds", str(args.baseline_seconds)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--baseline-worker",
+        "--bootstrap-servers",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--url",
+        url,
+        "--partitions",
+        str(args.partitions),
+        "--baseline-seconds",
+        str(args.baseline_seconds),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     out, _ = proc.communicate()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     events, seconds, cpu, rss = out.strip().splitlines()[-1].split()
     _ = before
     r = reconcile(url, sim)
-    return Result("baseline (poll 1 -> POST -> commit, x partitions)", int(events), float(seconds), r.posts,
-                  float(cpu), float(rss), r.order_violations, r.duplicate_events)
+    return Result(
+        "baseline (poll 1 -> POST -> commit, x partitions)",
+        int(events),
+        float(seconds),
+        r.posts,
+        float(cpu),
+        float(rss),
+        r.order_violations,
+        r.duplicate_events,
+    )
 
 
 def baseline_worker(args: argparse.Namespace) -> None:
@@ -154,10 +201,18 @@ def baseline_worker(args: argparse.Namespace) -> None:
 
     def loop(partition: int) -> None:
         nonlocal done
-        c = Consumer({"bootstrap.servers": args.bootstrap_servers, "group.id": args.group,
-                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        c = Consumer(
+            {
+                "bootstrap.servers": args.bootstrap_servers,
+                "group.id": args.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
         c.assign([TopicPartition(args.topic, partition)])
-        with httpx.Client(base_url=args.url, headers={"Authorization": "Bearer sk_test_sandbox"}) as http:
+        with httpx.Client(
+            base_url=args.url, headers={"Authorization": "Bearer sk_test_sandbox"}
+        ) as http:
             while time.monotonic() < stop_at:
                 msg = c.poll(0.5)
                 if msg is None or msg.error():
@@ -165,7 +220,9 @@ def baseline_worker(args: argparse.Namespace) -> None:
                         break
                     continue
                 event = codec.decode(msg.key(), msg.value()).event
-                body = build_request(Batch(partition, event.order_id, (PendingEvent(msg.offset() or 0, event),)))
+                body = build_request(
+                    Batch(partition, event.order_id, (PendingEvent(msg.offset() or 0, event),))
+                )
                 http.post("/fulfillments", json=body)
                 c.commit(message=msg, asynchronous=False)
                 with lock:
@@ -189,8 +246,11 @@ def _caught_up(c: Consumer, topic: str, partition: int) -> bool:
 
 
 def _start_broker(workdir: Path) -> tuple[object, str]:
-    spec = importlib.util.spec_from_file_location("local_kafka", ROOT / "deploy" / "kafka" / "local_kafka.py")
-    assert spec is not None and spec.loader is not None
+    spec = importlib.util.spec_from_file_location(
+        "local_kafka", ROOT / "deploy" / "kafka" / "local_kafka.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     broker = module.LocalBroker(workdir, module.free_port(), module.free_port())
@@ -199,7 +259,9 @@ def _start_broker(workdir: Path) -> tuple[object, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--latency-ms", type=int, default=50)
@@ -226,9 +288,12 @@ def main() -> None:
         create_topics(bootstrap, topic, args.partitions)
         sim = simulate(args.orders, args.seed)
         published = publish_events(bootstrap, topic, sim)
-        print(f"backlog: {published} events of {args.orders} orders on {args.partitions} partitions; "
-              f"sandbox latency {args.latency_ms} ms; fewest POSTs the backlog allows: {fewest_posts(sim)} "
-              f"({published / fewest_posts(sim):.2f} events/POST)")
+        best = fewest_posts(sim)
+        print(
+            f"backlog: {published} events of {args.orders} orders on {args.partitions} partitions; "
+            f"sandbox latency {args.latency_ms} ms; fewest POSTs the backlog allows: {best} "
+            f"({published / best:.2f} events/POST)"
+        )
         results = []
         with sandbox_process(free_port(), latency_ms=args.latency_ms) as url:
             if not args.skip_baseline:
@@ -242,14 +307,36 @@ def main() -> None:
             broker.stop()  # type: ignore[attr-defined]
 
 
+COLUMNS = (
+    ("events/s", 9),
+    ("POSTs/s", 8),
+    ("ev/POST", 8),
+    ("CPU s/1k ev", 11),
+    ("peak RSS MB", 11),
+    ("order viol.", 11),
+    ("dup", 4),
+)
+
+
 def _print(results: list[Result]) -> None:
-    header = f"{'':52} {'events/s':>9} {'POSTs/s':>8} {'ev/POST':>8} {'CPU s/1k ev':>11} {'peak RSS MB':>11} {'order viol.':>11} {'dup':>4}"
-    print(header)
+    print(f"{'':52} " + " ".join(f"{name:>{width}}" for name, width in COLUMNS))
     for r in results:
-        print(f"{r.name:52} {r.events_per_second:9.0f} {r.posts / r.seconds:8.0f} {r.events / max(1, r.posts):8.2f} "
-              f"{1000 * r.cpu_seconds / max(1, r.events):11.2f} {r.peak_rss_mb:11.0f} {r.violations:11d} {r.duplicates:4d}")
+        values = (
+            f"{r.events_per_second:.0f}",
+            f"{r.posts / r.seconds:.0f}",
+            f"{r.events / max(1, r.posts):.2f}",
+            f"{1000 * r.cpu_seconds / max(1, r.events):.2f}",
+            f"{r.peak_rss_mb:.0f}",
+            str(r.violations),
+            str(r.duplicates),
+        )
+        print(
+            f"{r.name:52} "
+            + " ".join(f"{v:>{w}}" for v, (_, w) in zip(values, COLUMNS, strict=True))
+        )
     if len(results) == 2:
-        print(f"ratio (ours / baseline events/s): {results[1].events_per_second / results[0].events_per_second:.1f}x")
+        ratio = results[1].events_per_second / results[0].events_per_second
+        print(f"ratio (ours / baseline events/s): {ratio:.1f}x")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ class _Commands(click.Group):
                 command: click.Command = getattr(importlib.import_module(module), attr)
             except ImportError as exc:
                 raise click.ClickException(
-                    f"`{cmd_name}` needs the sandbox extra: pip install 'fulfillment-consumer[sandbox]' ({exc})"
+                    f"`{cmd_name}` needs the sandbox extra: "
+                    f"pip install 'fulfillment-consumer[sandbox]' ({exc})"
                 ) from exc
             return command
         return super().get_command(ctx, cmd_name)
@@ -189,7 +190,6 @@ def run(**options: Any) -> None:
 
     settings = _settings_or_exit(options)
     if options["print_config"]:
-
         click.echo(json.dumps(settings.masked(), indent=2, default=str))
         return
     configure_logging(settings.log_format)

@@ -91,7 +91,7 @@ def _looks_secret(name: str) -> bool:
 
 
 def librdkafka_passthrough(environ: Mapping[str, str]) -> dict[str, str]:
-    """`KAFKA_SECURITY_PROTOCOL=SSL` -> `{"security.protocol": "SSL"}`; our own KAFKA_* names excluded."""
+    """`KAFKA_SECURITY_PROTOCOL=SSL` -> `{"security.protocol": "SSL"}`; ours are excluded."""
     return {
         name[len("KAFKA_") :].lower().replace("_", "."): value
         for name, value in environ.items()
@@ -188,7 +188,7 @@ def load_settings(
     log_format: LogFormat,
     environ: Mapping[str, str],
 ) -> Settings:
-    """Validate everything once; raise ConfigurationError naming the setting at the first problem."""
+    """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
         raise ConfigurationError(
             "at least one broker is required", setting="KAFKA_BOOTSTRAP_SERVERS"

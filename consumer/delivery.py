@@ -13,6 +13,7 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -76,6 +77,22 @@ class Halt:
 Decision = Done | TryLater | ParkOrder | Halt
 
 
+@dataclass(slots=True)
+class _Trip:
+    """One batch's progress: what is still to post, what was found applied, reads spent."""
+
+    entries: tuple[PendingEvent, ...]
+    already: tuple[PendingEvent, ...] = ()
+    reads: int = 0
+
+    def already_ids(self) -> list[str]:
+        return [e.event.event_id for e in self.already]
+
+    def done(self, fulfillment_id: str | None) -> Done:
+        posted = self.entries if fulfillment_id is not None else ()
+        return Done(posted, self.already, fulfillment_id, self.reads)
+
+
 class FulfillmentSender:
     """Sends batches; `budget` is this member's share of the group's rate limit."""
 
@@ -94,89 +111,85 @@ class FulfillmentSender:
         self._clock = clock
         self._rng = rng
 
-    async def send(self, batch: Batch, attempt: int) -> Decision:
+    async def send(self, batch: Batch, attempt: int) -> Decision:  # noqa: PLR0911 - an exit per decision
         """Never raises for Digital River's answers; cancellation propagates."""
-        entries = batch.entries
-        already: tuple[PendingEvent, ...] = ()
-        reads = 0
         log = _log.bind(
             partition=batch.partition, order_id=batch.order_id, offsets=list(batch.offsets)
         )
+        trip = _Trip(batch.entries)
         if batch.reconcile_first:
-            looked = await self._look(batch, entries, attempt)
-            reads += 1
-            if not isinstance(looked, tuple):
-                return looked
-            found, entries = looked
-            already += found
-            if not entries:
-                log.info("events_already_applied", event_ids=[e.event.event_id for e in already])
-                return Done((), already, None, reads)
-        for _round in range(2):  # a second round only after a 409 proved part of the batch applied
-            response = await self._post(batch, entries)
-            outcome: Outcome
-            if isinstance(response, TransportFailure):
-                outcome = classify_transport_failure(
-                    response.kind, attempt, self._policy, self._rng.random()
-                )
-                log.warning("fulfillment_post_failed", failure=response.kind, attempt=attempt)
-            else:
-                outcome = classify_response(
-                    response.status,
-                    response.body,
-                    response.retry_after,
-                    attempt,
-                    self._policy,
-                    self._rng.random(),
-                )
-                log.info(
-                    "fulfillment_posted",
-                    status=response.status,
-                    dr_request_id=response.request_id,
-                    upstream_id=response.upstream_id,
-                    event_ids=[e.event.event_id for e in entries],
-                    attempt=attempt,
-                )
-            if isinstance(outcome, Applied):
-                return Done(entries, already, outcome.fulfillment_id, reads)
-            if isinstance(outcome, RetryLater):
-                if outcome.status == 429:
-                    self._budget.pause_until(self._clock() + outcome.delay)
-                return TryLater(
-                    outcome.delay, outcome.ambiguous, outcome.reason, outcome.status, reads
-                )
-            if isinstance(outcome, Stop):
-                return Halt(outcome.reason, outcome.status)
-            if isinstance(outcome, Park):
+            stop = await self._look(batch, trip, attempt)
+            if stop is not None:
+                return stop
+            if not trip.entries:
+                log.info("events_already_applied", event_ids=trip.already_ids())
+                return trip.done(None)
+        for _round in range(2):  # a second round only after a 409 proved part of it applied
+            response = await self._post(batch, trip.entries)
+            outcome = self._classify(response, attempt, trip, log)
+            if not isinstance(outcome, Reconcile):
+                return self._decision(outcome, response, trip)
+            found_before = len(trip.already)
+            stop = await self._look(batch, trip, attempt)
+            if stop is not None:
+                return stop
+            if not trip.entries:
+                log.info("events_already_applied", event_ids=trip.already_ids(), code=outcome.code)
+                return trip.done(None)
+            if len(trip.already) == found_before:  # nothing of ours is there: a real conflict
                 return ParkOrder(
-                    outcome.reason, outcome.status, outcome.code, _message(response), already, reads
+                    outcome.reason,
+                    outcome.status,
+                    outcome.code,
+                    _message(response),
+                    trip.already,
+                    trip.reads,
                 )
-            assert isinstance(outcome, Reconcile)
-            looked = await self._look(batch, entries, attempt)
-            reads += 1
-            if not isinstance(looked, tuple):
-                return looked
-            found, remaining = looked
-            already += found
-            if not remaining:
-                log.info(
-                    "events_already_applied",
-                    event_ids=[e.event.event_id for e in found],
-                    code=outcome.code,
-                )
-                return Done((), already, None, reads)
-            if not found:  # nothing of ours is there: a real conflict
-                return ParkOrder(
-                    outcome.reason, outcome.status, outcome.code, _message(response), already, reads
-                )
-            entries = remaining
-        return TryLater(
-            backoff(attempt, self._policy, self._rng.random()),
-            True,
-            "conflict persisted",
-            409,
-            reads,
+        delay = backoff(attempt, self._policy, self._rng.random())
+        return TryLater(delay, True, "conflict persisted", 409, trip.reads)
+
+    def _classify(
+        self, response: DrResponse | TransportFailure, attempt: int, trip: _Trip, log: Any
+    ) -> Outcome:
+        jitter = self._rng.random()
+        if isinstance(response, TransportFailure):
+            log.warning("fulfillment_post_failed", failure=response.kind, attempt=attempt)
+            return classify_transport_failure(response.kind, attempt, self._policy, jitter)
+        log.info(
+            "fulfillment_posted",
+            status=response.status,
+            dr_request_id=response.request_id,
+            upstream_id=response.upstream_id,
+            event_ids=[e.event.event_id for e in trip.entries],
+            attempt=attempt,
         )
+        return classify_response(
+            response.status, response.body, response.retry_after, attempt, self._policy, jitter
+        )
+
+    def _decision(
+        self, outcome: Outcome, response: DrResponse | TransportFailure, trip: _Trip
+    ) -> Decision:
+        """Every outcome but Reconcile maps straight to what the engine must do."""
+        if isinstance(outcome, Applied):
+            return trip.done(outcome.fulfillment_id)
+        if isinstance(outcome, RetryLater):
+            if outcome.status == 429:
+                self._budget.pause_until(self._clock() + outcome.delay)
+            return TryLater(
+                outcome.delay, outcome.ambiguous, outcome.reason, outcome.status, trip.reads
+            )
+        if isinstance(outcome, Park):
+            return ParkOrder(
+                outcome.reason,
+                outcome.status,
+                outcome.code,
+                _message(response),
+                trip.already,
+                trip.reads,
+            )
+        assert isinstance(outcome, Stop)
+        return Halt(outcome.reason, outcome.status)
 
     async def _post(
         self, batch: Batch, entries: tuple[PendingEvent, ...]
@@ -188,20 +201,26 @@ class FulfillmentSender:
         except TransportFailure as failure:
             return failure
 
-    async def _look(
-        self, batch: Batch, entries: tuple[PendingEvent, ...], attempt: int
-    ) -> tuple[tuple[PendingEvent, ...], tuple[PendingEvent, ...]] | TryLater | Halt:
-        """(already applied, still to post), or what to do when Digital River can't tell us now."""
+    async def _look(self, batch: Batch, trip: _Trip, attempt: int) -> TryLater | Halt | None:
+        """Move what Digital River already has from `trip.entries` to `trip.already`.
+
+        Returns what to do instead when Digital River cannot tell us now.
+        """
         await self._take_budget()
+        trip.reads += 1
         try:
             fulfillments = await self._dr.list_fulfillments(batch.order_id)
         except ConfigurationError as exc:
             return Halt(str(exc), None)
         except RetryableFailure as exc:
             delay = exc.retry_after or backoff(attempt, self._policy, self._rng.random())
-            return TryLater(delay, True, f"reconcile read failed: {exc.reason}", exc.status, 1)
-        result = split_applied(entries, fulfillments)
-        return result.applied, result.remaining
+            return TryLater(
+                delay, True, f"reconcile read failed: {exc.reason}", exc.status, trip.reads
+            )
+        result = split_applied(trip.entries, fulfillments)
+        trip.already += result.applied
+        trip.entries = result.remaining
+        return None
 
     async def _take_budget(self) -> None:
         while (wait := self._budget.try_take(self._clock())) > 0:

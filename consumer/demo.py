@@ -125,7 +125,9 @@ def member_env(
     return env
 
 
-def spawn(args: list[str], env: Mapping[str, str] | None, log_path: Path | None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: list[str], env: Mapping[str, str] | None, log_path: Path | None
+) -> subprocess.Popen[bytes]:
     """A child process whose stdout and stderr go to `log_path` (or nowhere)."""
     if log_path is None:
         return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -245,6 +247,7 @@ def _requests(sandbox_url: str) -> Iterator[dict[str, Any]]:
     "--workdir", type=click.Path(path_type=Path), default=Path(".run/demo"), show_default=True
 )
 def demo_command(
+    *,
     bootstrap_servers: str,
     orders: int,
     members: int,

@@ -84,7 +84,7 @@ class DigitalRiverClient:
         self._next_shard = itertools.cycle(self._shards)
 
     async def create_fulfillment(self, body: Mapping[str, object]) -> DrResponse:
-        """POST /fulfillments. Any HTTP status comes back as a DrResponse; no answer raises TransportFailure."""
+        """POST /fulfillments. An HTTP status is a DrResponse; no answer raises TransportFailure."""
         return await self._send("POST", "/fulfillments", json=body)
 
     async def list_fulfillments(self, order_id: str) -> list[dict[str, Any]]:

@@ -59,7 +59,7 @@ class EngineStats:
 
 
 class Engine:
-    """One consumer-group member. `run()` returns an exit code: 0 normal, 3 stopped by configuration."""
+    """One consumer-group member. `run()` returns 0, or 3 when stopped by configuration."""
 
     def __init__(
         self,
@@ -217,13 +217,7 @@ class Engine:
     def _enqueue(self, ps: State, record: SourceRecord, event: Any) -> None:
         if event.order_id in ps.parked:
             self._park_records(
-                ps,
-                event.order_id,
-                [PendingEvent(record.offset, event)],
-                ps.parked[event.order_id],
-                None,
-                None,
-                None,
+                ps, event.order_id, [PendingEvent(record.offset, event)], ps.parked[event.order_id]
             )
             return
         suspect = ps.committed is not None and ps.committed <= record.offset < ps.suspect_below
@@ -298,16 +292,8 @@ class Engine:
             rest = [e for e in batch.entries if e.offset not in done] + ps.lanes.take_order(
                 batch.order_id
             )
-            ps.parked[batch.order_id] = decision.reason
-            self._park_records(
-                ps,
-                batch.order_id,
-                rest,
-                decision.reason,
-                decision.status,
-                decision.code,
-                decision.dr_message,
-            )
+            ps.parked[batch.order_id] = decision
+            self._park_records(ps, batch.order_id, rest, decision)
         else:
             ps.lanes.retry(batch, float("inf"))
             self._halted = decision.reason
@@ -343,15 +329,10 @@ class Engine:
         self._produce_aside(ps, self._settings.dlq_topic, record, headers)
 
     def _park_records(
-        self,
-        ps: State,
-        order_id: str,
-        entries: list[PendingEvent],
-        reason: str,
-        status: int | None,
-        code: str | None,
-        dr_message: str | None,
+        self, ps: State, order_id: str, entries: list[PendingEvent], why: ParkOrder
     ) -> None:
+        """Every later event of a parked order follows it, in order, with the same reason."""
+        reason, status, code, dr_message = why.reason, why.status, why.code, why.dr_message
         _log.warning(
             "order_parked",
             partition=ps.partition,

@@ -1,7 +1,7 @@
 """Errors, classified by what the caller must do, not by where they came from.
 
     FulfillmentConsumerError
-    ├── BadInput                      settled: the record goes to the dead-letter topic with the reason
+    ├── BadInput                      settled: the record goes to the dead-letter topic
     │   ├── UndecodableRecord         not Avro we can read (bad magic byte, truncated body, ...)
     │   ├── UnknownSchema             a fingerprint / registry id we do not know
     │   ├── KeyMismatch               record key != orderId
@@ -70,7 +70,9 @@ class OrderFailure(FulfillmentConsumerError):
 class RetryableFailure(FulfillmentConsumerError):
     """Nothing was settled; the same work may be tried again after `retry_after` seconds."""
 
-    def __init__(self, reason: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after

@@ -39,7 +39,7 @@ NO_TRACKING = Tracking()
 
 @dataclass(frozen=True, slots=True)
 class ShipmentEvent:
-    """The warehouse shipped units of some lines: Digital River captures that part of the payment."""
+    """The warehouse shipped units of some lines: Digital River captures that part."""
 
     event_id: str
     order_id: str
@@ -53,7 +53,7 @@ class ShipmentEvent:
 
 @dataclass(frozen=True, slots=True)
 class CancellationEvent:
-    """The warehouse cancelled units of some lines: Digital River cancels that part of the authorization."""
+    """The warehouse cancelled units of some lines: Digital River cancels that part."""
 
     event_id: str
     order_id: str

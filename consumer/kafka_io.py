@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from confluent_kafka import (
     OFFSET_INVALID,
     Consumer,
@@ -25,8 +26,6 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-
-import structlog
 
 from consumer.config import Settings
 from consumer.errors import InfrastructureError
@@ -52,7 +51,7 @@ class SourceRecord:
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """A partition's committed position at assignment: offset (None if never committed) and metadata."""
+    """A partition's committed offset (None if never committed) and metadata, at assignment."""
 
     partition: int
     offset: int | None
@@ -135,7 +134,7 @@ class KafkaSource:
         )
 
     def consume(self, max_records: int, timeout: float) -> list[SourceRecord]:
-        """Up to `max_records`; rebalance callbacks run inside this call. Broker errors are logged by librdkafka."""
+        """Up to `max_records`; rebalance callbacks run inside this call. Fatal errors raise."""
         records: list[SourceRecord] = []
         for msg in self._consumer.consume(max_records, timeout):
             error = msg.error()
@@ -179,7 +178,7 @@ class KafkaSource:
     def commit(
         self, offsets: Mapping[int, int], *, metadata: Mapping[int, str] | None = None, sync: bool
     ) -> None:
-        """Commit next-offsets per partition. A sync commit raises InfrastructureError when refused."""
+        """Commit next-offsets per partition. A refused sync commit raises InfrastructureError."""
         if not offsets:
             return
         tps = [_tp(self._topic, p, o, (metadata or {}).get(p)) for p, o in offsets.items()]
@@ -226,7 +225,7 @@ class SideTopicWriter:
         headers: Headers,
         on_done: Callable[[str | None], None],
     ) -> None:
-        """Queue one record; `on_done(None)` once acknowledged, `on_done(reason)` if it failed for good."""
+        """Queue one record; `on_done(None)` once acknowledged, `on_done(reason)` if it failed."""
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             on_done(None if err is None else str(err))
@@ -251,7 +250,10 @@ class SideTopicWriter:
 def _record(msg: Message[Any, Any]) -> SourceRecord:
     kind, ts = msg.timestamp()
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-    assert topic is not None and partition is not None and offset is not None  # consumed records have them
+    # consumed records always have them
+    assert topic is not None
+    assert partition is not None
+    assert offset is not None
     return SourceRecord(
         topic=topic,
         partition=partition,

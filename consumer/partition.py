@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from consumer.events import FulfillmentEvent
 from consumer.lanes import CoalescingPolicy, PartitionLanes
@@ -42,7 +42,7 @@ class PartitionState(Generic[R]):
     staged: deque[StagedEvent[R]] = field(default_factory=deque)
     horizon: int = 0  # dispatch horizon confirmed in a commit's metadata
     dispatched_max: int = -1
-    parked: dict[str, str] = field(default_factory=dict)  # order id -> why
+    parked: dict[str, Any] = field(default_factory=dict)  # order id -> why (delivery.ParkOrder)
     attempts: dict[str, int] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     last_committed: int | None = None
@@ -70,7 +70,7 @@ class PartitionState(Generic[R]):
         return None
 
     def release_horizon(self) -> int:
-        """The horizon to hand over on revoke: everything we (or the owner before us) may have posted."""
+        """The horizon to hand over on revoke: all we (or the owner before us) may have posted."""
         return max(self.suspect_below, self.dispatched_max + 1)
 
     def settle(self, offset: int) -> None:

@@ -8,15 +8,19 @@ its own topic and group names.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -27,7 +31,8 @@ def _load_local_kafka() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "local_kafka", ROOT / "deploy" / "kafka" / "local_kafka.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["local_kafka"] = module
     spec.loader.exec_module(module)
@@ -57,10 +62,6 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _wait_for_group_coordinator(bootstrap: str) -> None:
     """A fresh broker serves metadata before its group coordinator has loaded."""
-    import time
-
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "warm-up"})
     try:
         for _ in range(60):
@@ -87,8 +88,6 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
 @pytest.fixture
 def topic_factory(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Callable[..., str]:
     """Create a fresh topic: `topic_factory(partitions=12)` -> its name."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
 
     def create(partitions: int = 1, prefix: str = "events") -> str:
@@ -105,8 +104,6 @@ def topic_factory(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Ca
 @pytest.fixture(scope="session")
 def openapi_document() -> dict[str, object]:
     """Digital River's OpenAPI file from ../shared; tests that need it skip in a user's clone."""
-    import json
-
     if not OPENAPI_PATH.exists():
         pytest.skip("../shared/contracts is not beside this clone (CI has it)")
     loaded: dict[str, object] = json.loads(OPENAPI_PATH.read_text())

@@ -5,7 +5,7 @@ Used by the tests (session fixture), `make demo` and the benchmarks; users with 
 from docker-compose.yml. Needs Java 17+ and Maven the first time (the jars are cached afterwards in
 $FC_KAFKA_CACHE, default ~/.cache/fulfillment-consumer/kafka-<version>).
 
-    python deploy/kafka/local_kafka.py start --dir /tmp/kafka --port 9092   # fresh data dir, waits until ready
+    python deploy/kafka/local_kafka.py start --dir /tmp/kafka --port 9092   # fresh data dir; waits
     python deploy/kafka/local_kafka.py stop --dir /tmp/kafka
     python deploy/kafka/local_kafka.py fetch                                 # only resolve the jars
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -217,10 +218,8 @@ def _terminate(pid: int, timeout: float) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _serves_metadata(bootstrap: str) -> bool:
@@ -231,13 +230,14 @@ def _serves_metadata(bootstrap: str) -> bool:
     except OSError:
         return False
     try:
-        from confluent_kafka.admin import AdminClient  # only when the venv is there
+        # the script runs with or without the project's venv; with it, check metadata for real
+        from confluent_kafka.admin import AdminClient  # noqa: PLC0415
     except ImportError:
         return True
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet})
     try:
         md = admin.list_topics(timeout=2)
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+    except Exception:
         return False
     return len(md.brokers) > 0
 
@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             broker = LocalBroker(args.dir, args.port, args.controller_port or free_port())
             took = broker.start()
             print(
-                f"kafka {KAFKA_VERSION} ready at {broker.bootstrap} in {took:.1f}s (logs: {args.dir / 'broker.log'})"
+                f"kafka {KAFKA_VERSION} ready at {broker.bootstrap} in {took:.1f}s "
+                f"(logs: {args.dir / 'broker.log'})"
             )
         else:
             LocalBroker(args.dir, 0, 0).stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ class Group:
         cls,
         bootstrap: str,
         name: str,
+        *,
         partitions: int,
         sandbox_url: str,
         logs: Path,

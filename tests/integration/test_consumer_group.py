@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from consumer.demo import reconcile
 from consumer.sandbox.config import FaultSettings, SandboxConfig
@@ -38,7 +39,12 @@ def make_group(
 
     def make(partitions: int, sandbox_url: str, **env: str) -> Group:
         group = Group.create(
-            kafka_bootstrap, unique_name("events"), partitions, sandbox_url, tmp_path, env
+            kafka_bootstrap,
+            unique_name("events"),
+            partitions=partitions,
+            sandbox_url=sandbox_url,
+            logs=tmp_path,
+            extra_env=env,
         )
         groups.append(group)
         return group
@@ -73,7 +79,7 @@ def test_every_event_reaches_digital_river_once_in_order_per_order_and_coalesced
     assert result.posts < published, "pending events of an order should share a POST"
 
 
-def test_a_killed_members_unsettled_records_are_redone_by_the_member_that_takes_over_without_double_capture(
+def test_a_killed_members_records_are_redone_by_the_member_taking_over_without_double_capture(
     make_group: Callable[..., Group],
 ) -> None:
     with _sandbox(latency_ms=150) as sandbox:
@@ -165,8 +171,6 @@ def test_shutdown_commits_what_is_settled(
 
 
 def _assignment_sizes(group: Group) -> list[int]:
-    from confluent_kafka.admin import AdminClient
-
     admin = AdminClient({"bootstrap.servers": group.bootstrap})
     description = admin.describe_consumer_groups([group.group])[group.group].result(timeout=10)
     return sorted(len(m.assignment.topic_partitions) for m in description.members)

@@ -212,13 +212,18 @@ def test_plain_http_to_another_host_is_allowed_only_when_asked_for() -> None:
     assert build(dr_api_url=url, allow_insecure_http=True).dr_api_url == url
 
 
-@pytest.mark.parametrize("url", ["https://api.digitalriver.com", "https://10.0.0.5:8443", "https://localhost"])
+@pytest.mark.parametrize(
+    "url", ["https://api.digitalriver.com", "https://10.0.0.5:8443", "https://localhost"]
+)
 def test_https_is_allowed_to_any_host(url: str) -> None:
     assert build(dr_api_url=url).dr_api_url == url
 
 
 def test_a_trailing_slash_on_the_url_is_dropped() -> None:
-    assert build(dr_api_url="https://api.digitalriver.com/").dr_api_url == "https://api.digitalriver.com"
+    assert (
+        build(dr_api_url="https://api.digitalriver.com/").dr_api_url
+        == "https://api.digitalriver.com"
+    )
 
 
 def test_an_empty_api_version_means_the_keys_pinned_version() -> None:
@@ -322,10 +327,24 @@ def test_no_key_file_error_repeats_the_key_it_read(tmp_path: Path) -> None:
 # --- the command line ------------------------------------------------------------------------
 
 _OUR_VARIABLES = (
-    "KAFKA_BOOTSTRAP_SERVERS", "FULFILLMENT_TOPIC", "CONSUMER_GROUP", "DLQ_TOPIC", "PARKING_TOPIC",
-    "DR_API_URL", "DR_API_KEY", "DR_API_KEY_FILE", "DR_RATE_LIMIT", "DR_API_VERSION",
-    "DR_TIMEOUT_SECONDS", "DR_ALLOW_INSECURE_HTTP", "SCHEMA_REGISTRY_URL", "MAX_IN_FLIGHT_ORDERS",
-    "MAX_BUFFERED_PER_PARTITION", "COMMIT_INTERVAL_SECONDS", "DRAIN_TIMEOUT_SECONDS", "HEALTH_PORT",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "FULFILLMENT_TOPIC",
+    "CONSUMER_GROUP",
+    "DLQ_TOPIC",
+    "PARKING_TOPIC",
+    "DR_API_URL",
+    "DR_API_KEY",
+    "DR_API_KEY_FILE",
+    "DR_RATE_LIMIT",
+    "DR_API_VERSION",
+    "DR_TIMEOUT_SECONDS",
+    "DR_ALLOW_INSECURE_HTTP",
+    "SCHEMA_REGISTRY_URL",
+    "MAX_IN_FLIGHT_ORDERS",
+    "MAX_BUFFERED_PER_PARTITION",
+    "COMMIT_INTERVAL_SECONDS",
+    "DRAIN_TIMEOUT_SECONDS",
+    "HEALTH_PORT",
     "LOG_FORMAT",
 )
 
