@@ -35,6 +35,8 @@ _LAZY = {
     "simulate": ("consumer.warehouse.cli", "simulate_command"),
     "sandbox": ("consumer.sandbox.cli", "sandbox_command"),
     "demo": ("consumer.demo", "demo_command"),
+    "replay": ("consumer.replay", "replay_command"),
+    "redrive": ("consumer.redrive", "redrive_command"),
 }
 
 

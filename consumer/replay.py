@@ -1,0 +1,267 @@
+"""`fulfillment-consumer replay`: move the group's committed offsets, keeping the horizon. [io]
+
+Contract: every partition's new commit carries `encode_commit_metadata(H)` with
+H = max(new offset, old committed offset, old dispatch horizon). The next owner of the partition
+therefore treats every record in [new offset, H) as suspect and asks Digital River which of
+their events it already has before posting (`consumer.reconcile`): a replay re-applies nothing
+(PRODUCT guarantee 8). An old commit without our metadata (never committed, or moved by another
+tool) gives no horizon; then the partition's end offset stands in for it, the safe upper bound.
+
+The move is refused (exit 2) while the group has members, like `kafka-consumer-groups
+--reset-offsets`: a live member would overwrite the commit with its own on the next interval.
+The commit itself is made by a consumer that never joins the group, which the broker accepts only
+while the group is empty, so a member joining between the check and the commit fails it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from rich.console import Console
+from rich.table import Table
+
+from consumer.cli import kafka_options
+from consumer.config import librdkafka_passthrough
+from consumer.reconcile import decode_commit_metadata, encode_commit_metadata
+
+IDLE_STATES = frozenset({"EMPTY", "DEAD"})
+TIMEOUT = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOffsets:
+    """What the broker says about one partition of the topic for the group."""
+
+    partition: int
+    committed: int | None  # None: the group never committed it
+    metadata: str | None
+    low: int
+    high: int
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One partition's planned commit: `new` with `horizon` in its metadata."""
+
+    partition: int
+    old: int | None
+    new: int
+    end: int
+    horizon: int
+
+    @property
+    def reread(self) -> int:
+        """Records the group already got past that it will read again."""
+        return max(0, min(self.old if self.old is not None else 0, self.end) - self.new)
+
+
+def plan_move(offsets: PartitionOffsets, target: int) -> Move:
+    """Clamp `target` into the partition's records and carry the horizon forward. [pure]"""
+    new = min(max(target, offsets.low), offsets.high)
+    known = decode_commit_metadata(offsets.metadata) if offsets.committed is not None else None
+    horizon = max(new, offsets.committed or 0, offsets.high if known is None else known)
+    return Move(offsets.partition, offsets.committed, new, offsets.high, horizon)
+
+
+Resolver = Callable[[PartitionOffsets], int]
+
+
+def resolver(
+    *,
+    to_earliest: bool,
+    to_latest: bool,
+    to_offset: int | None,
+    shift_by: int | None,
+    timestamps: dict[int, int] | None,
+) -> Resolver:
+    """The target offset of each partition, from exactly one of the `--to-*`/`--shift-by`."""
+    if to_earliest:
+        return lambda p: p.low
+    if to_latest:
+        return lambda p: p.high
+    if to_offset is not None:
+        return lambda p: to_offset
+    if shift_by is not None:
+        return lambda p: (p.low if p.committed is None else p.committed) + shift_by
+    assert timestamps is not None
+    # offsets_for_times answers -1 when no record is that recent: the end
+    return lambda p: timestamps[p.partition] if timestamps[p.partition] >= 0 else p.high
+
+
+class GroupOffsets:
+    """The group's view of one topic through a consumer that never joins the group.
+
+    Every call blocks up to TIMEOUT seconds; broker errors raise click.ClickException.
+    """
+
+    def __init__(self, config: dict[str, Any], topic: str, group: str) -> None:
+        self._config = {**config, "group.id": group, "enable.auto.commit": False}
+        self._topic, self._group = topic, group
+        self._consumer = Consumer(self._config)
+
+    def active_members(self) -> list[str]:
+        """Members of the group if it is not empty (`client-id@host (member-id)`)."""
+        admin = AdminClient({k: v for k, v in self._config.items() if not k.startswith("enable")})
+        try:
+            found = admin.describe_consumer_groups([self._group])[self._group].result(TIMEOUT)
+        except KafkaException as exc:
+            raise click.ClickException(f"cannot describe group {self._group}: {exc}") from exc
+        if found.state.name in IDLE_STATES:
+            return []
+        members = [f"{m.client_id}@{m.host} ({m.member_id})" for m in found.members]
+        return members or [f"(none listed; group state {found.state.name})"]
+
+    def partitions(self) -> list[int]:
+        metadata = self._consumer.list_topics(self._topic, timeout=TIMEOUT).topics.get(self._topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise click.ClickException(f"topic {self._topic} does not exist")
+        return sorted(metadata.partitions)
+
+    def read(self, partitions: Sequence[int]) -> list[PartitionOffsets]:
+        tps = [TopicPartition(self._topic, p) for p in partitions]
+        try:
+            committed = self._consumer.committed(tps, timeout=TIMEOUT)
+            marks = [self._consumer.get_watermark_offsets(tp, timeout=TIMEOUT) for tp in tps]
+        except KafkaException as exc:
+            raise click.ClickException(f"cannot read offsets: {exc}") from exc
+        return [
+            PartitionOffsets(
+                c.partition, None if c.offset < 0 else c.offset, c.metadata, int(lo), int(hi)
+            )
+            for c, (lo, hi) in zip(committed, marks, strict=True)
+        ]
+
+    def offsets_for_time(self, partitions: Sequence[int], timestamp_ms: int) -> dict[int, int]:
+        tps = [TopicPartition(self._topic, p, timestamp_ms) for p in partitions]
+        try:
+            found = self._consumer.offsets_for_times(tps, timeout=TIMEOUT)
+        except KafkaException as exc:
+            raise click.ClickException(f"cannot look up offsets by time: {exc}") from exc
+        return {tp.partition: tp.offset for tp in found}
+
+    def commit(self, moves: Sequence[Move]) -> None:
+        """One synchronous commit of every move; refused by the broker if a member joined."""
+        tps = [
+            TopicPartition(
+                self._topic, m.partition, m.new, metadata=encode_commit_metadata(m.horizon)
+            )
+            for m in moves
+        ]
+        try:
+            self._consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:
+            raise click.ClickException(f"offset commit refused: {exc}") from exc
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _partition_list(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise click.BadParameter(f"expected numbers like 0,3,5, got {text!r}") from None
+
+
+def _timestamp_ms(text: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 date-time: {text!r}") from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def _table(topic: str, group: str, moves: Sequence[Move]) -> Table:
+    table = Table(title=f"replay of {topic} for group {group}")
+    for column in ("partition", "committed", "new", "end", "re-read", "horizon written"):
+        table.add_column(column, justify="right")
+    for m in moves:
+        old = "-" if m.old is None else str(m.old)
+        row = (m.partition, old, m.new, m.end, m.reread, m.horizon)
+        table.add_row(*map(str, row))
+    return table
+
+
+@click.command("replay")
+@kafka_options
+@click.option("--group", envvar="CONSUMER_GROUP", default="fulfillment-consumer", show_default=True)
+@click.option("--to-earliest", is_flag=True, help="The first record still in each partition.")
+@click.option("--to-latest", is_flag=True, help="The end: skip everything not yet committed.")
+@click.option("--to-offset", type=int, default=None, help="This offset (clamped to the records).")
+@click.option("--to-datetime", default=None, help="First record at or after (ISO 8601, UTC).")
+@click.option("--shift-by", type=int, default=None, help="Move by N (negative: back).")
+@click.option("--partitions", default=None, help="Comma-separated, e.g. 0,3,5 [default: all].")
+@click.option("--dry-run", is_flag=True, help="Show the plan, commit nothing.")
+def replay_command(
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    group: str,
+    to_earliest: bool,
+    to_latest: bool,
+    to_offset: int | None,
+    to_datetime: str | None,
+    shift_by: int | None,
+    partitions: str | None,
+    dry_run: bool,
+) -> None:
+    """Move the group's committed offsets; the members reprocess from there.
+
+    Stop every member first (refused with exit 2 otherwise). Each new commit keeps the old
+    dispatch horizon, so records the group already passed are reconciled with Digital River at
+    runtime before any POST: replayed events that Digital River has are settled, not re-applied.
+    """
+    chosen = [to_earliest, to_latest, to_offset is not None, to_datetime, shift_by is not None]
+    if sum(map(bool, chosen)) != 1:
+        raise click.UsageError(
+            "give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by"
+        )
+    named = _partition_list(partitions)
+    config = {"bootstrap.servers": bootstrap_servers, **librdkafka_passthrough(os.environ)}
+    console = Console()
+    offsets = GroupOffsets(config, topic, group)
+    try:
+        members = offsets.active_members()
+        if members:
+            click.echo(
+                f"error: group {group} has active members; stop them first: {', '.join(members)}",
+                err=True,
+            )
+            sys.exit(2)
+        existing = offsets.partitions()
+        unknown = sorted(set(named or ()) - set(existing))
+        if unknown:
+            raise click.BadParameter(f"{topic} has no partition {unknown}")
+        selected = named or existing
+        times = None
+        if to_datetime is not None:
+            times = offsets.offsets_for_time(selected, _timestamp_ms(to_datetime))
+        target = resolver(
+            to_earliest=to_earliest,
+            to_latest=to_latest,
+            to_offset=to_offset,
+            shift_by=shift_by,
+            timestamps=times,
+        )
+        moves = [plan_move(p, target(p)) for p in offsets.read(selected)]
+        console.print(_table(topic, group, moves))
+        if dry_run:
+            console.print(
+                "dry run: nothing committed. Records in [new, horizon) are reconciled with "
+                "Digital River at runtime before any POST."
+            )
+            return
+        offsets.commit(moves)
+        console.print(f"committed {len(moves)} partition(s); start the members to reprocess")
+    finally:
+        offsets.close()
