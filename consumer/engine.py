@@ -30,7 +30,7 @@ from consumer.deadletters import dead_letter_headers, parking_headers
 from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
 from consumer.errors import BadInput, InfrastructureError
 from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
-from consumer.kafka_io import KafkaSource, SideTopicWriter, SourceRecord
+from consumer.kafka_io import KafkaSource, KafkaThread, SideTopicWriter, SourceRecord
 from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
 from consumer.partition import PartitionState, StagedEvent
 from consumer.reconcile import decode_commit_metadata, encode_commit_metadata
@@ -41,6 +41,7 @@ _log = structlog.get_logger("engine")
 CONSUME_BATCH = 500
 IDLE_POLL_SECONDS = 0.05
 REPORT_INTERVAL_SECONDS = 10.0
+LEAVE_SECONDS = 10.0
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Engine:
         self._total_partitions = 0
         self._in_flight = 0
         self._halted: str | None = None
-        self._kafka_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kafka")
+        self._kafka_thread = KafkaThread()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_commit = 0.0
         self._dirty: set[int] = set()
@@ -525,8 +526,15 @@ class Engine:
         if commits:
             await self._kafka(self._final_commit, commits)
         await self._kafka(self._side.flush, 10.0)
-        await self._kafka(self._source.close)
-        self._kafka_thread.shutdown(wait=True)
+        try:
+            left = await asyncio.wait_for(
+                self._kafka(self._source.leave, LEAVE_SECONDS), LEAVE_SECONDS + 5
+            )
+        except TimeoutError:
+            left = False
+        if not left:
+            _log.warning("group_leave_timed_out", seconds=LEAVE_SECONDS)
+        self._kafka_thread.shutdown(wait=left)
         _log.info(
             "member_stopped", **{k: v for k, v in vars(self.stats).items() if k != "assigned"}
         )

@@ -11,6 +11,10 @@ thread); the rebalance callbacks it is given run on that thread, inside `consume
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import queue
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -206,9 +210,56 @@ class KafkaSource:
         topic = md.topics.get(self._topic)
         return len(topic.partitions) if topic is not None and topic.partitions else 0
 
-    def close(self) -> None:
-        """Leave the group (revoke callbacks run here first)."""
+    def leave(self, timeout: float) -> bool:
+        """Unsubscribe, serve the revoke until nothing is assigned, then close; False if it hung.
+
+        librdkafka can hang in close() when a cooperative rebalance is under way
+        (confluentinc/librdkafka#4527); unsubscribing and waiting for an empty assignment first
+        avoids it. Offsets are committed by the caller beforehand, so giving up is safe.
+        """
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self._consumer.unsubscribe()
+            while self._consumer.assignment() and time.monotonic() < deadline:
+                self._consumer.consume(100, 0.1)
+        if self._consumer.assignment():
+            return False
         self._consumer.close()
+        return True
+
+
+class KafkaThread(concurrent.futures.Executor):
+    """The one thread that makes confluent-kafka calls; a daemon, so a hung call cannot keep the
+    process from exiting after shutdown has committed what it must."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="kafka", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._calls.put(None)
+        if wait:
+            self._thread.join(timeout=5)
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, fn = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
 
 
 class SideTopicWriter:

@@ -21,6 +21,16 @@ from types import ModuleType
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from hypothesis import HealthCheck, settings
+
+# The suite shares 2 cores with a Kafka broker and the members it starts: timing-based health
+# checks and deadlines would fail on load, not on behaviour. Example counts stay the default.
+settings.register_profile(
+    "shared-machine",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("shared-machine")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
