@@ -10,6 +10,8 @@ from __future__ import annotations
 Headers = tuple[tuple[str, bytes], ...]
 
 _OURS = "fc."
+# set by `redrive` on records it puts back: the member treats them as possibly applied already
+REDRIVEN_HEADER = "fc.redriven.at"
 
 
 def _h(name: str, value: object) -> tuple[str, bytes]:

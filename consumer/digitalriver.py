@@ -10,7 +10,6 @@ nothing: `outcomes.py` decides what an answer means. Transport failures are tran
 
 from __future__ import annotations
 
-import itertools
 import ssl
 import uuid
 from collections.abc import Mapping
@@ -21,8 +20,8 @@ import httpx
 
 from consumer.config import Secret
 from consumer.errors import ConfigurationError, RetryableFailure
+from consumer.http11 import PooledHTTP11Transport
 
-CONNECTIONS_PER_SHARD = 4
 FailureKind: TypeAlias = Literal["connect", "timeout", "reset", "protocol"]
 
 
@@ -64,24 +63,17 @@ class DigitalRiverClient:
         }
         if api_version:
             headers["DigitalRiver-Version"] = api_version
-        # httpcore's pool checks every connection it holds on every request (has_expired, and
-        # encode/httpcore#1035): many small pools cost far less CPU than one large one.
-        shards = max(1, -(-max_connections // CONNECTIONS_PER_SHARD))
-        per_shard = -(-max_connections // shards)
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        tls = ssl.create_default_context()  # one context for every shard; verification stays on
-        self._shards = [
-            httpx.AsyncClient(
-                base_url=base_url,
-                headers=headers,
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-                limits=limits,
-                transport=transport,
-                verify=tls,  # TLS verification is never switched off for Digital River
-            )
-            for _ in range(shards)
-        ]
-        self._next_shard = itertools.cycle(self._shards)
+        # httpx's default transport (httpcore) costs ~3x the CPU per request of our lean
+        # HTTP/1.1 pool (bench/transport_bench.py), and CPU is what limits a member.
+        lean = PooledHTTP11Transport(
+            max_connections=max_connections, ssl_context=ssl.create_default_context()
+        )
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            transport=transport or lean,
+        )
 
     async def create_fulfillment(self, body: Mapping[str, object]) -> DrResponse:
         """POST /fulfillments. An HTTP status is a DrResponse; no answer raises TransportFailure."""
@@ -108,8 +100,7 @@ class DigitalRiverClient:
         return dict(resp.body or {})
 
     async def aclose(self) -> None:
-        for client in self._shards:
-            await client.aclose()
+        await self._http.aclose()
 
     async def _read(self, path: str, params: Mapping[str, str | int] | None) -> DrResponse:
         try:
@@ -131,7 +122,7 @@ class DigitalRiverClient:
     async def _send(self, method: str, path: str, **kwargs: Any) -> DrResponse:
         upstream_id = str(uuid.uuid4())
         try:
-            resp = await next(self._next_shard).request(
+            resp = await self._http.request(
                 method, path, headers={"upstream-id": upstream_id}, **kwargs
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

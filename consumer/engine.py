@@ -26,7 +26,12 @@ import structlog
 from consumer.budget import TokenBucket, member_share
 from consumer.codec import EventCodec
 from consumer.config import Settings
-from consumer.deadletters import dead_letter_headers, parking_headers
+from consumer.deadletters import (
+    REDRIVEN_HEADER,
+    dead_letter_headers,
+    header_value,
+    parking_headers,
+)
 from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
 from consumer.errors import BadInput, InfrastructureError
 from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
@@ -221,7 +226,9 @@ class Engine:
                 ps, event.order_id, [PendingEvent(record.offset, event)], ps.parked[event.order_id]
             )
             return
-        suspect = ps.committed is not None and ps.committed <= record.offset < ps.suspect_below
+        suspect = (
+            ps.committed is not None and ps.committed <= record.offset < ps.suspect_below
+        ) or header_value(record.headers, REDRIVEN_HEADER) is not None
         ps.lanes.add(record.offset, event, suspect=suspect)
 
     # -- dispatch ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from rich.table import Table
 
 from consumer.cli import kafka_options
 from consumer.config import librdkafka_passthrough
-from consumer.deadletters import Headers, header_value
+from consumer.deadletters import REDRIVEN_HEADER, Headers, header_value
 
 TIMEOUT = 15.0
 _CONSUMER_ONLY = ("session.", "heartbeat.", "max.poll.", "fetch.", "auto.offset", "group.")
@@ -136,7 +137,12 @@ def republish(config: dict[str, Any], topic: str, records: Sequence[ParkedRecord
             topic,
             value=record.value,
             key=record.key,
-            headers=list(record.original_headers),
+            # marks the record as possibly applied already: the member reconciles before posting,
+            # so running redrive twice cannot capture twice
+            headers=[
+                *record.original_headers,
+                (REDRIVEN_HEADER, str(int(time.time() * 1000)).encode()),
+            ],
             on_delivery=delivered,
             partition=-1 if target is None else target,  # -1: the key's partition
         )
