@@ -68,16 +68,19 @@ class DigitalRiverClient:
         lean = PooledHTTP11Transport(
             max_connections=max_connections, ssl_context=ssl.create_default_context()
         )
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            transport=transport or lean,
-        )
+        # Requests go straight to the transport: httpx's client layer (cookie jar, auth and
+        # redirect wrappers, URL merging) cost as much CPU as the HTTP exchange itself and
+        # gives Digital River calls nothing (no cookies, no redirects, a fixed Bearer key).
+        self._transport: httpx.AsyncBaseTransport = transport or lean
+        self._base = base_url.rstrip("/")
+        self._headers = headers
+        timeouts = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._extensions = {"timeout": timeouts.as_dict()}
+        self._post_url = httpx.URL(self._base + "/fulfillments")
 
     async def create_fulfillment(self, body: Mapping[str, object]) -> DrResponse:
         """POST /fulfillments. An HTTP status is a DrResponse; no answer raises TransportFailure."""
-        return await self._send("POST", "/fulfillments", json=body)
+        return await self._send("POST", self._post_url, json=body)
 
     async def list_fulfillments(self, order_id: str) -> list[dict[str, Any]]:
         """Every fulfillment of an order (newest first), following `hasMore` pages.
@@ -100,7 +103,7 @@ class DigitalRiverClient:
         return dict(resp.body or {})
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def _read(self, path: str, params: Mapping[str, str | int] | None) -> DrResponse:
         try:
@@ -119,12 +122,28 @@ class DigitalRiverClient:
             )
         return resp
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> DrResponse:
+    async def _send(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Mapping[str, object] | None = None,
+    ) -> DrResponse:
         upstream_id = str(uuid.uuid4())
+        if isinstance(url, str):
+            url = httpx.URL(self._base + url, params=params)
+        request = httpx.Request(
+            method,
+            url,
+            headers={**self._headers, "upstream-id": upstream_id},
+            json=json,
+            extensions=self._extensions,
+        )
         try:
-            resp = await self._http.request(
-                method, path, headers={"upstream-id": upstream_id}, **kwargs
-            )
+            resp = await self._transport.handle_async_request(request)
+            await resp.aread()
+            await resp.aclose()
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransportFailure("connect", type(exc).__name__) from exc
         except httpx.TimeoutException as exc:
