@@ -1,0 +1,64 @@
+"""Is Digital River down for everyone, not just for one order? [pure]
+
+Per-order retries handle a failing request; an outage makes every order fail and retry at once.
+`CircuitBreaker` watches consecutive systemic failures (no answer, 408, 5xx) across all orders:
+past a threshold it opens — the engine stops dispatching and pauses fetching — and lets one
+probe through at growing intervals; the first success closes it. Answers that are about one
+order (4xx, 409) or about our pace (429) neither open nor close it. Time comes in as `now`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+State = Literal["closed", "open", "probing"]
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failures_to_open: int = 20
+    first_probe_after: float = 2.0
+    max_probe_interval: float = 30.0
+
+
+class CircuitBreaker:
+    """Contract: `allows(now)` says whether a new request may start; while open it is True once
+    per probe interval (that request is the probe, the state becomes `probing` until its answer).
+    `success`/`failure` report systemic answers; other answers are not reported."""
+
+    def __init__(self, policy: BreakerPolicy | None = None) -> None:
+        self.policy = policy or BreakerPolicy()
+        self.state: State = "closed"
+        self._consecutive = 0
+        self._interval = self.policy.first_probe_after
+        self._next_probe = 0.0
+
+    def allows(self, now: float) -> bool:
+        if self.state == "closed":
+            return True
+        if self.state == "open" and now >= self._next_probe:
+            self.state = "probing"
+            return True
+        return False
+
+    def success(self) -> None:
+        self.state = "closed"
+        self._consecutive = 0
+        self._interval = self.policy.first_probe_after
+
+    def failure(self, now: float) -> None:
+        self._consecutive += 1
+        if self.state == "probing":
+            self._interval = min(self._interval * 2, self.policy.max_probe_interval)
+            self._open(now)
+        elif self.state == "closed" and self._consecutive >= self.policy.failures_to_open:
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        self.state = "open"
+        self._next_probe = now + self._interval
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != "closed"
