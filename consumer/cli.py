@@ -37,6 +37,7 @@ _LAZY = {
     "demo": ("consumer.demo", "demo_command"),
     "replay": ("consumer.replay", "replay_command"),
     "redrive": ("consumer.redrive", "redrive_command"),
+    "status": ("consumer.status", "status_command"),
 }
 
 
