@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from rich.console import Console, Group
 from rich.table import Table
@@ -31,6 +31,14 @@ from consumer.config import check_topic, librdkafka_passthrough
 from consumer.errors import ConfigurationError
 from consumer.reconcile import decode_commit_metadata
 from consumer.replay import TIMEOUT, GroupOffsets, PartitionOffsets
+
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +120,11 @@ def collect(
     admin = AdminClient(config)
     try:
         listed = admin.list_topics(timeout=TIMEOUT).topics
-        found = admin.describe_consumer_groups([group])[group].result(TIMEOUT)
     except KafkaException as exc:
-        raise click.ClickException(f"cannot reach the brokers: {exc}") from exc
+        raise click.ClickException(f"cannot list topics: {exc}") from exc
     if topic not in listed or not listed[topic].partitions:
         raise TopicMissingError(topic)
+    found = _describe(admin, group)
     members = [
         Member(
             m.member_id,
@@ -149,6 +157,18 @@ def collect(
         partitions=[partition_status(p, owners.get(p.partition)) for p in read],
         side_depths=depths,
     )
+
+
+def _describe(admin: AdminClient, group: str) -> Any:
+    """The group's description; rides out a coordinator that is moving or still loading."""
+    for attempt in range(10):
+        try:
+            return admin.describe_consumer_groups([group])[group].result(TIMEOUT)
+        except KafkaException as exc:
+            if attempt == 9 or exc.args[0].code() not in _COORDINATOR_MOVING:
+                raise click.ClickException(f"cannot describe group {group}: {exc}") from exc
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 def _depth(config: dict[str, Any], topic: str, partitions: Sequence[int]) -> int:
