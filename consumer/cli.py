@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 import click
+import structlog
 
 from consumer.budget import TokenBucket
 from consumer.codec import EventCodec, SchemaStore
@@ -25,10 +26,14 @@ from consumer.delivery import FulfillmentSender
 from consumer.digitalriver import DigitalRiverClient
 from consumer.engine import Engine
 from consumer.errors import ConfigurationError, InfrastructureError
+from consumer.health import HealthServer
 from consumer.kafka_io import KafkaSource, SideTopicWriter, consumer_config, producer_config
+from consumer.metrics import Metrics
 from consumer.observability import configure_logging
 from consumer.outcomes import RetryPolicy
 from consumer.schema_registry import SchemaRegistryClient
+
+_log = structlog.get_logger("cli")
 
 _LAZY = {
     "publish": ("consumer.warehouse.cli", "publish_command"),
@@ -179,7 +184,22 @@ def kafka_options(fn: Any) -> Any:
     show_default=True,
     help="How long revoke and shutdown wait for requests in flight.",
 )
-@click.option("--health-port", envvar="HEALTH_PORT", type=int, default=8000, show_default=True)
+@click.option(
+    "--health-port",
+    envvar="HEALTH_PORT",
+    type=int,
+    default=8000,
+    show_default=True,
+    help="Port of /metrics, /healthz and /readyz (0: any free port).",
+)
+@click.option(
+    "--dlq-max-ratio",
+    envvar="DLQ_MAX_RATIO",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Stop (exit 4) when more than this share of the last 200 records were bad.",
+)
 @click.option(
     "--log-format",
     envvar="LOG_FORMAT",
@@ -223,6 +243,7 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             drain_timeout=options["drain_timeout"],
             health_port=options["health_port"],
             log_format=options["log_format"],
+            dlq_max_ratio=options["dlq_max_ratio"],
             environ=os.environ,
         )
     except ConfigurationError as exc:
@@ -251,9 +272,34 @@ async def _run_member(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
 
     def sender(budget: TokenBucket) -> FulfillmentSender:
-        return FulfillmentSender(dr, budget, policy=RetryPolicy(), clock=loop.time, rng=rng)
+        return FulfillmentSender(
+            dr, budget, policy=RetryPolicy(), clock=loop.time, rng=rng, metrics=metrics
+        )
 
-    engine = Engine(settings, source, side, sender, codec, clock=loop.time, rng=rng)
+    metrics = Metrics()
+    health = HealthServer(metrics, settings.health_port)
+    try:
+        health.start()
+    except OSError as exc:
+        raise click.ClickException(
+            f"HEALTH_PORT: cannot listen on {settings.health_port}: {exc.strerror}"
+        ) from None
+    _log.info("health_listening", port=health.port)
+    engine = Engine(
+        settings,
+        source,
+        side,
+        sender,
+        codec,
+        metrics=metrics,
+        health=health,
+        side_reader_config={
+            "bootstrap.servers": settings.bootstrap_servers,
+            **settings.kafka_extra,
+        },
+        clock=loop.time,
+        rng=rng,
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -261,3 +307,4 @@ async def _run_member(settings: Settings) -> int:
         return await engine.run(stop)
     finally:
         await dr.aclose()
+        health.stop()

@@ -68,6 +68,7 @@ class Settings:
     drain_timeout: float
     health_port: int
     log_format: LogFormat
+    dlq_max_ratio: float
     kafka_extra: Mapping[str, str] = field(
         default_factory=dict, repr=False
     )  # may hold sasl.password
@@ -187,6 +188,7 @@ def load_settings(
     health_port: int,
     log_format: LogFormat,
     environ: Mapping[str, str],
+    dlq_max_ratio: float = 0.5,
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -205,6 +207,8 @@ def load_settings(
     require_positive(commit_interval, "COMMIT_INTERVAL_SECONDS")
     require_positive(drain_timeout, "DRAIN_TIMEOUT_SECONDS")
     check_port(health_port, "HEALTH_PORT")
+    if not 0 < dlq_max_ratio <= 1:
+        raise ConfigurationError(f"must be in (0, 1], got {dlq_max_ratio}", setting="DLQ_MAX_RATIO")
     if schema_registry_url is not None and urlsplit(schema_registry_url).scheme not in (
         "http",
         "https",
@@ -230,5 +234,6 @@ def load_settings(
         drain_timeout=drain_timeout,
         health_port=health_port,
         log_format=log_format,
+        dlq_max_ratio=dlq_max_ratio,
         kafka_extra=librdkafka_passthrough(environ),
     )

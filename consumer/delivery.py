@@ -22,6 +22,7 @@ from consumer.digitalriver import DigitalRiverClient, DrResponse, TransportFailu
 from consumer.errors import ConfigurationError, RetryableFailure
 from consumer.fulfillments import build_request
 from consumer.lanes import Batch, PendingEvent
+from consumer.metrics import Metrics, ReconcileReason
 from consumer.outcomes import (
     Applied,
     Outcome,
@@ -104,12 +105,14 @@ class FulfillmentSender:
         policy: RetryPolicy,
         clock: Callable[[], float],
         rng: random.Random,
+        metrics: Metrics,
     ) -> None:
         self._dr = dr
         self._budget = budget
         self._policy = policy
         self._clock = clock
         self._rng = rng
+        self._metrics = metrics
 
     async def send(self, batch: Batch, attempt: int) -> Decision:  # noqa: PLR0911 - an exit per decision
         """Never raises for Digital River's answers; cancellation propagates."""
@@ -118,7 +121,10 @@ class FulfillmentSender:
         )
         trip = _Trip(batch.entries)
         if batch.reconcile_first:
-            stop = await self._look(batch, trip, attempt)
+            # first attempt: a record a previous owner (or a replay) may have posted
+            stop = await self._look(
+                batch, trip, attempt, "suspect" if attempt == 0 else "ambiguous"
+            )
             if stop is not None:
                 return stop
             if not trip.entries:
@@ -130,7 +136,7 @@ class FulfillmentSender:
             if not isinstance(outcome, Reconcile):
                 return self._decision(outcome, response, trip)
             found_before = len(trip.already)
-            stop = await self._look(batch, trip, attempt)
+            stop = await self._look(batch, trip, attempt, "conflict")
             if stop is not None:
                 return stop
             if not trip.entries:
@@ -196,27 +202,42 @@ class FulfillmentSender:
     ) -> DrResponse | TransportFailure:
         await self._take_budget()
         body = build_request(Batch(batch.partition, batch.order_id, entries))
+        started = self._clock()
         try:
-            return await self._dr.create_fulfillment(body)
+            response = await self._dr.create_fulfillment(body)
         except TransportFailure as failure:
+            self._metrics.record_dr_call("POST", None, None, self._clock() - started)
             return failure
+        self._metrics.record_dr_call(
+            "POST", response.status, _code(response), self._clock() - started
+        )
+        if response.status == 201:
+            self._metrics.record_post_applied(len(entries))
+        return response
 
-    async def _look(self, batch: Batch, trip: _Trip, attempt: int) -> TryLater | Halt | None:
+    async def _look(
+        self, batch: Batch, trip: _Trip, attempt: int, reason: ReconcileReason
+    ) -> TryLater | Halt | None:
         """Move what Digital River already has from `trip.entries` to `trip.already`.
 
         Returns what to do instead when Digital River cannot tell us now.
         """
         await self._take_budget()
         trip.reads += 1
+        self._metrics.record_reconcile_read(reason)
+        started = self._clock()
         try:
             fulfillments = await self._dr.list_fulfillments(batch.order_id)
         except ConfigurationError as exc:
+            self._metrics.record_dr_call("GET", 401, None, self._clock() - started)
             return Halt(str(exc), None)
         except RetryableFailure as exc:
+            self._metrics.record_dr_call("GET", exc.status, None, self._clock() - started)
             delay = exc.retry_after or backoff(attempt, self._policy, self._rng.random())
             return TryLater(
                 delay, True, f"reconcile read failed: {exc.reason}", exc.status, trip.reads
             )
+        self._metrics.record_dr_call("GET", 200, None, self._clock() - started)
         result = split_applied(trip.entries, fulfillments)
         trip.already += result.applied
         trip.entries = result.remaining
@@ -224,7 +245,16 @@ class FulfillmentSender:
 
     async def _take_budget(self) -> None:
         while (wait := self._budget.try_take(self._clock())) > 0:
+            self._metrics.add_budget_wait(wait)
             await asyncio.sleep(wait)
+
+
+def _code(response: DrResponse) -> str | None:
+    errors = response.body.get("errors") if response.body is not None else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        code = errors[0].get("code")
+        return str(code) if code is not None else None
+    return None
 
 
 def _message(response: DrResponse | TransportFailure) -> str | None:

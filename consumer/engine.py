@@ -17,26 +17,37 @@ import asyncio
 import concurrent.futures
 import random
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
 
+from consumer.aside import AsideWriter
+from consumer.breaker import CircuitBreaker
 from consumer.budget import TokenBucket, member_share
 from consumer.codec import EventCodec
 from consumer.config import Settings
 from consumer.deadletters import (
     REDRIVEN_HEADER,
-    dead_letter_headers,
+    DeadLetterGuard,
+    ParkedOrder,
     header_value,
-    parking_headers,
+    parked_orders,
 )
 from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
 from consumer.errors import BadInput, InfrastructureError
 from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
-from consumer.kafka_io import KafkaSource, KafkaThread, SideTopicWriter, SourceRecord
+from consumer.health import HealthServer
+from consumer.kafka_io import (
+    KafkaSource,
+    KafkaThread,
+    SideTopicWriter,
+    SourceRecord,
+    read_side_topic,
+)
 from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
+from consumer.metrics import Metrics, SettleOutcome
 from consumer.partition import PartitionState, StagedEvent
 from consumer.reconcile import decode_commit_metadata, encode_commit_metadata
 
@@ -47,6 +58,9 @@ CONSUME_BATCH = 500
 IDLE_POLL_SECONDS = 0.05
 REPORT_INTERVAL_SECONDS = 10.0
 LEAVE_SECONDS = 10.0
+EXIT_OK = 0
+EXIT_CONFIGURATION = 3  # Digital River refused the key (401/403): fix the key, not the data
+EXIT_DEAD_LETTER_LIMIT = 4  # most recent records were bad: a producer or schema deploy is wrong
 
 
 @dataclass
@@ -65,7 +79,8 @@ class EngineStats:
 
 
 class Engine:
-    """One consumer-group member. `run()` returns 0, or 3 when stopped by configuration."""
+    """One consumer-group member. `run()` returns EXIT_OK, or why it stopped early:
+    EXIT_CONFIGURATION (Digital River refused the key) or EXIT_DEAD_LETTER_LIMIT."""
 
     def __init__(
         self,
@@ -75,6 +90,9 @@ class Engine:
         sender_factory: Callable[[TokenBucket], FulfillmentSender],
         codec: EventCodec,
         *,
+        metrics: Metrics,
+        health: HealthServer | None = None,
+        side_reader_config: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         max_events_per_post: int = MAX_EVENTS_PER_REQUEST,
@@ -94,16 +112,33 @@ class Engine:
         self._total_partitions = 0
         self._in_flight = 0
         self._halted: str | None = None
+        self._exit_code = EXIT_OK
+        self._metrics = metrics
+        self._health = health
+        self._breaker = CircuitBreaker()
+        self._guard = DeadLetterGuard(max_ratio=settings.dlq_max_ratio)
+        self._next_gauges = 0.0
+        self._aside = AsideWriter(
+            side,
+            dlq_topic=settings.dlq_topic,
+            parking_topic=settings.parking_topic,
+            metrics=metrics,
+            settle=lambda ps, offset, outcome: self._settle(ps, (offset,), outcome),
+            owned=lambda ps: self._partitions.get(ps.partition) is ps,
+        )
+        self._side_reader_config = side_reader_config or {
+            "bootstrap.servers": settings.bootstrap_servers
+        }
         self._kafka_thread = KafkaThread()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_commit = 0.0
-        self._dirty: set[int] = set()
         self._next_report = 0.0
         self.stats = EngineStats()
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> int:
         self._loop = asyncio.get_running_loop()
+        self._aside.bind(self._loop)
         self._total_partitions = await self._kafka(self._source.partition_count)
         await self._kafka(self._source.subscribe, self._on_assign, self._on_revoke, self._on_lost)
         _log.info("member_started", topic=self._source.topic, group=self._settings.group_id)
@@ -125,12 +160,43 @@ class Engine:
                     self._release_staged(ps)
                 self._dispatch_all()
                 self._maybe_report()
+                self._publish_gauges()
+                if self._health is not None:
+                    self._health.mark_alive()
         finally:
             await self._shutdown()
+        return self._exit_code
+
+    def _halt(self, reason: str, exit_code: int) -> None:
+        """Stop work: nothing more is dispatched; the loop ends and shuts down cleanly."""
         if self._halted is not None:
-            _log.error("member_stopped_by_configuration", reason=self._halted)
-            return 3
-        return 0
+            return
+        self._halted, self._exit_code = reason, exit_code
+        if exit_code == EXIT_CONFIGURATION:
+            _log.error("member_stopped_by_configuration", reason=reason)
+            if self._health is not None:
+                self._health.fail_configuration(reason)
+        else:
+            _log.error("member_stopped", reason=reason)
+            if self._health is not None:
+                self._health.set_ready(False, reason)
+
+    def _publish_gauges(self) -> None:
+        now = self._clock()
+        if now < self._next_gauges:
+            return
+        self._next_gauges = now + 1.0
+        self._metrics.set_in_flight(self._in_flight)
+        self._metrics.set_circuit_open(self._breaker.is_open)
+        ends = self._source.cached_end_offsets(list(self._partitions))
+        wall_ms = time.time() * 1000
+        for p, ps in self._partitions.items():
+            oldest = ps.watermark.oldest_unsettled()
+            record = ps.records.get(oldest) if oldest is not None else None
+            age = 0.0
+            if record is not None and record.timestamp_ms is not None:
+                age = max(0.0, (wall_ms - record.timestamp_ms) / 1000)
+            self._metrics.set_partition(p, ps.last_committed, ends.get(p), age, ps.paused)
 
     def _step(
         self,
@@ -194,13 +260,26 @@ class Engine:
         if last is not None and record.offset <= last:
             return
         self.stats.records += 1
+        self._metrics.record_consumed(ps.partition)
         ps.watermark.track(record.offset)
         ps.records[record.offset] = record
         try:
             decoded = self._codec.decode(record.key, record.value)
         except BadInput as exc:
-            self._dead_letter(ps, record, exc)
+            self._guard.record(bad=True)
+            if self._guard.exceeded():
+                self._halt(
+                    f"dead-letter limit: {self._guard.bad_in_window} of the last "
+                    f"{self._guard.window_size} records were bad (DLQ_MAX_RATIO="
+                    f"{self._guard.max_ratio}); nothing more is dead-lettered",
+                    EXIT_DEAD_LETTER_LIMIT,
+                )
+                return
+            self.stats.dead_lettered += 1
+            self._aside.dead_letter(ps, record, exc)
             return
+        self._guard.record(bad=False)
+        self._metrics.record_decoded(ps.partition)
         ps.staged.append(StagedEvent(record, record.offset, decoded.event))
 
     def _confirm(self, commits: dict[int, tuple[int, str]], horizons: dict[int, int]) -> None:
@@ -221,21 +300,29 @@ class Engine:
             self._enqueue(ps, staged.record, staged.event)
 
     def _enqueue(self, ps: State, record: SourceRecord, event: Any) -> None:
+        redriven = header_value(record.headers, REDRIVEN_HEADER) is not None
+        if redriven and ps.parked.pop(event.order_id, None) is not None:
+            _log.info("order_unparked", partition=ps.partition, order_id=event.order_id)
         if event.order_id in ps.parked:
-            self._park_records(
-                ps, event.order_id, [PendingEvent(record.offset, event)], ps.parked[event.order_id]
-            )
+            self._park(ps, [PendingEvent(record.offset, event)], ps.parked[event.order_id])
             return
-        suspect = (
+        suspect = redriven or (
             ps.committed is not None and ps.committed <= record.offset < ps.suspect_below
-        ) or header_value(record.headers, REDRIVEN_HEADER) is not None
+        )
         ps.lanes.add(record.offset, event, suspect=suspect)
+
+    def _park(self, ps: State, entries: list[PendingEvent], why: ParkedOrder) -> None:
+        self.stats.parked += len(entries)
+        self._aside.park(ps, [ps.records[e.offset] for e in entries], entries, why)
 
     # -- dispatch ------------------------------------------------------------------------------
     def _dispatch_all(self) -> None:
         if self._halted is not None:
             return
         now = self._clock()
+        if self._breaker.is_open:
+            self._dispatch_probe(now)
+            return
         states = list(self._partitions.values())
         self._rng.shuffle(states)  # no partition is always first in line
         for ps in states:
@@ -246,6 +333,17 @@ class Engine:
                 continue
             for batch in ps.lanes.next_batches(now, free):
                 self._start(ps, batch)
+
+    def _dispatch_probe(self, now: float) -> None:
+        """While Digital River looks down, one batch at a time tests whether it is back."""
+        for ps in self._partitions.values():
+            if ps.revoking or not ps.lanes.has_work_ready(now):
+                continue
+            if self._breaker.allows(now):
+                _log.info("circuit_probe", partition=ps.partition)
+                for batch in ps.lanes.next_batches(now, 1):
+                    self._start(ps, batch)
+            return
 
     def _start(self, ps: State, batch: Batch) -> None:
         self._in_flight += 1
@@ -272,15 +370,18 @@ class Engine:
         if self._partitions.get(ps.partition) is not ps:
             return  # the partition went away while this batch was out
         self.stats.reads += decision.reads if not isinstance(decision, Halt) else 0
+        self._watch_outage(decision)
         if isinstance(decision, Done):
             if decision.posted:
                 self.stats.posts += 1
             self.stats.already_applied += len(decision.already)
             ps.attempts.pop(batch.order_id, None)
             ps.lanes.complete(batch)
-            self._settle(ps, (e.offset for e in batch.entries))
+            self._settle(ps, (e.offset for e in decision.posted), "applied")
+            self._settle(ps, (e.offset for e in decision.already), "already_applied")
         elif isinstance(decision, TryLater):
-            ps.attempts[batch.order_id] = attempt + 1
+            if decision.status != 429:  # being told to slow down is no failure of this order
+                ps.attempts[batch.order_id] = attempt + 1
             ps.lanes.retry(batch, self._clock() + decision.delay, ambiguous=decision.ambiguous)
             _log.warning(
                 "fulfillment_retry_scheduled",
@@ -294,105 +395,42 @@ class Engine:
             )
         elif isinstance(decision, ParkOrder):
             ps.attempts.pop(batch.order_id, None)
-            self._settle(ps, (e.offset for e in decision.already))
+            self._settle(ps, (e.offset for e in decision.already), "already_applied")
             done = {e.offset for e in decision.already}
             ps.lanes.complete(batch)
             rest = [e for e in batch.entries if e.offset not in done] + ps.lanes.take_order(
                 batch.order_id
             )
-            ps.parked[batch.order_id] = decision
-            self._park_records(ps, batch.order_id, rest, decision)
+            why = ParkedOrder(decision.reason, decision.status, decision.code, decision.dr_message)
+            ps.parked[batch.order_id] = why
+            self._park(ps, rest, why)
         else:
             ps.lanes.retry(batch, float("inf"))
-            self._halted = decision.reason
+            self._halt(decision.reason, EXIT_CONFIGURATION)
 
-    def _settle(self, ps: State, offsets: Iterable[int]) -> None:
+    def _watch_outage(self, decision: Decision) -> None:
+        """Feed the breaker: only answers about Digital River as a whole count."""
+        was_open = self._breaker.is_open
+        if (
+            isinstance(decision, TryLater)
+            and decision.status != 429
+            and (decision.status is None or decision.status == 408 or decision.status >= 500)
+        ):
+            self._breaker.failure(self._clock())
+        elif isinstance(decision, Done | ParkOrder):
+            self._breaker.success()
+        if self._breaker.is_open != was_open:
+            _log.warning("circuit_opened" if self._breaker.is_open else "circuit_closed")
+            self._metrics.set_circuit_open(self._breaker.is_open)
+
+    def _settle(self, ps: State, offsets: Iterable[int], outcome: SettleOutcome) -> None:
+        count = 0
         for offset in offsets:
             ps.settle(offset)
-            self.stats.events_settled += 1
-        self._dirty.add(ps.partition)
-
-    # -- side topics ---------------------------------------------------------------------------
-    def _dead_letter(self, ps: State, record: SourceRecord, error: BadInput) -> None:
-        _log.warning(
-            "record_dead_lettered",
-            partition=record.partition,
-            offset=record.offset,
-            error_class=error.error_class,
-            reason=error.reason,
-            field=error.field,
-        )
-        headers = dead_letter_headers(
-            error_class=error.error_class,
-            reason=error.reason,
-            field=error.field,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            timestamp_ms=record.timestamp_ms,
-            failed_at_ms=int(time.time() * 1000),
-            original=record.headers,
-        )
-        self.stats.dead_lettered += 1
-        self._produce_aside(ps, self._settings.dlq_topic, record, headers)
-
-    def _park_records(
-        self, ps: State, order_id: str, entries: list[PendingEvent], why: ParkOrder
-    ) -> None:
-        """Every later event of a parked order follows it, in order, with the same reason."""
-        reason, status, code, dr_message = why.reason, why.status, why.code, why.dr_message
-        _log.warning(
-            "order_parked",
-            partition=ps.partition,
-            order_id=order_id,
-            reason=reason,
-            status=status,
-            code=code,
-            offsets=[e.offset for e in entries],
-        )
-        for entry in entries:
-            record = ps.records[entry.offset]
-            headers = parking_headers(
-                order_id=order_id,
-                reason=reason,
-                status=status,
-                code=code,
-                dr_message=dr_message,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                timestamp_ms=record.timestamp_ms,
-                parked_at_ms=int(time.time() * 1000),
-                original=record.headers,
-            )
-            self.stats.parked += 1
-            self._produce_aside(ps, self._settings.parking_topic, record, headers)
-
-    def _produce_aside(self, ps: State, topic: str, record: SourceRecord, headers: Any) -> None:
-        loop = self._loop
-        assert loop is not None
-
-        def done(error: str | None) -> None:  # Kafka thread
-            loop.call_soon_threadsafe(self._aside_done, ps, topic, record, headers, error)
-
-        self._side.produce(topic, record.key, record.value, headers, done)
-
-    def _aside_done(
-        self, ps: State, topic: str, record: SourceRecord, headers: Any, error: str | None
-    ) -> None:
-        if self._partitions.get(ps.partition) is not ps:
-            return
-        if error is None:
-            self._settle(ps, (record.offset,))
-            return
-        _log.error(
-            "side_topic_write_failed",
-            topic=topic,
-            partition=record.partition,
-            offset=record.offset,
-            error=error,
-        )
-        self._produce_aside(ps, topic, record, headers)  # the idempotent producer keeps order
+            count += 1
+        self.stats.events_settled += count
+        if count:
+            self._metrics.record_settled(ps.partition, outcome, count)
 
     # -- commits and backpressure -------------------------------------------------------------
     def _commit_request(self) -> tuple[dict[int, tuple[int, str]], dict[int, int]]:
@@ -411,10 +449,10 @@ class Engine:
             if wanted is not None:
                 horizons[p] = wanted
                 commits[p] = (offset, encode_commit_metadata(wanted))
-            elif periodic and p in self._dirty and offset != ps.last_committed:
+            elif periodic and offset != ps.last_committed:
+                # compared with the last *confirmed* commit, so a refused one (a rebalance's
+                # ILLEGAL_GENERATION) is simply made again on the next pass
                 commits[p] = (offset, encode_commit_metadata(ps.horizon))
-        if periodic:
-            self._dirty.clear()
         return commits, horizons
 
     def _backpressure(self) -> tuple[list[int], list[int]]:
@@ -433,7 +471,23 @@ class Engine:
     def _on_assign(self, partitions: list[int]) -> None:
         committed = self._source.committed(partitions)
         ends = self._source.end_offsets(partitions)
-        self._call_loop(self._adopt(committed, ends)).result(timeout=30)
+        parked = self._parked_at_assignment(partitions)
+        self._call_loop(self._adopt(committed, ends, parked)).result(timeout=30)
+
+    def _parked_at_assignment(self, partitions: list[int]) -> dict[int, dict[str, ParkedOrder]]:
+        """Orders parked by earlier owners stay parked: rebuilt from the parking topic, whose
+        partition p holds what source partition p parked."""
+        if not partitions:
+            return {}
+        records = read_side_topic(
+            self._side_reader_config, self._settings.parking_topic, partitions
+        )
+        found = {p: parked_orders(records, self._source.topic, p) for p in partitions}
+        if any(found.values()):
+            _log.info(
+                "parked_orders_restored", orders={p: sorted(o) for p, o in found.items() if o}
+            )
+        return found
 
     def _on_revoke(self, partitions: list[int]) -> None:
         future = self._call_loop(self._release(partitions))
@@ -462,7 +516,9 @@ class Engine:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    async def _adopt(self, committed: list[Any], ends: dict[int, int]) -> None:
+    async def _adopt(
+        self, committed: list[Any], ends: dict[int, int], parked: dict[int, dict[str, ParkedOrder]]
+    ) -> None:
         for c in committed:
             horizon = decode_commit_metadata(c.metadata)
             if c.offset is None:
@@ -473,11 +529,13 @@ class Engine:
                 )  # moved by a foreign tool: look before posting
             else:
                 suspect_below = horizon
-            self._partitions[c.partition] = PartitionState(
-                c.partition, self._policy, c.offset, suspect_below
-            )
+            ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, suspect_below)
+            ps.parked.update(parked.get(c.partition, {}))
+            self._partitions[c.partition] = ps
             self.stats.assigned.add(c.partition)
         self._rebudget()
+        if self._health is not None and self._halted is None:
+            self._health.set_ready(True)  # joined the group (an empty assignment counts)
         _log.info(
             "partitions_assigned",
             partitions=sorted(c.partition for c in committed),
@@ -502,6 +560,7 @@ class Engine:
             if offset is not None:
                 commits[ps.partition] = (offset, encode_commit_metadata(ps.release_horizon()))
             del self._partitions[ps.partition]
+            self._metrics.forget_partition(ps.partition)
             self.stats.assigned.discard(ps.partition)
         self._rebudget()
         _log.info("partitions_revoked", partitions=sorted(partitions))
@@ -510,6 +569,7 @@ class Engine:
     async def _forget(self, partitions: list[int]) -> None:
         for p in partitions:
             ps = self._partitions.pop(p, None)
+            self._metrics.forget_partition(p)
             if ps is not None:
                 for task in ps.tasks:
                     task.cancel()
@@ -522,6 +582,7 @@ class Engine:
             self._settings.dr_rate_limit, len(self._partitions), max(1, self._total_partitions)
         )
         self._budget.set_rate(share, self._clock())
+        self._metrics.set_budget_rate(share)
 
     # -- shutdown ------------------------------------------------------------------------------
     async def _shutdown(self) -> None:

@@ -179,6 +179,18 @@ class KafkaSource:
             ends[p] = int(high)
         return ends
 
+    def cached_end_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+        """End offsets as last seen by fetches (no broker round trip); missing when unknown."""
+        ends: dict[int, int] = {}
+        for p in partitions:
+            with contextlib.suppress(KafkaException):
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, p), cached=True
+                )
+                if high >= 0:
+                    ends[p] = int(high)
+        return ends
+
     def commit(
         self, offsets: Mapping[int, int], *, metadata: Mapping[int, str] | None = None, sync: bool
     ) -> None:
@@ -275,8 +287,11 @@ class SideTopicWriter:
         value: bytes | None,
         headers: Headers,
         on_done: Callable[[str | None], None],
+        *,
+        partition: int | None = None,
     ) -> None:
-        """Queue one record; `on_done(None)` once acknowledged, `on_done(reason)` if it failed."""
+        """Queue one record (to `partition`, else the key's); `on_done(None)` once acknowledged,
+        `on_done(reason)` if it failed."""
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             on_done(None if err is None else str(err))
@@ -284,11 +299,19 @@ class SideTopicWriter:
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers), on_delivery=delivered
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers),
+                    on_delivery=delivered,
+                    partition=-1 if partition is None else partition,
                 )
                 return
             except BufferError:
                 self._producer.poll(0.1)
+            except KafkaException as exc:  # e.g. that partition does not exist
+                on_done(str(exc))
+                return
 
     def poll(self, timeout: float = 0.0) -> None:
         """Run delivery callbacks."""
@@ -296,6 +319,55 @@ class SideTopicWriter:
 
     def flush(self, timeout: float) -> int:
         return int(self._producer.flush(timeout))
+
+
+def read_side_topic(
+    config: Mapping[str, Any], topic: str, partitions: Sequence[int] | None, timeout: float = 30.0
+) -> list[tuple[bytes | None, Headers]]:
+    """Every record's key and headers in `partitions` (all when None) of a side topic, from its
+    start to the end it had when called, in offset order per partition. A missing topic is empty."""
+    reader = Consumer(
+        {
+            **config,
+            "group.id": "fc-side-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+    try:
+        meta = reader.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return []
+        wanted = [
+            p
+            for p in (partitions if partitions is not None else meta.partitions)
+            if p in meta.partitions
+        ]
+        ends = {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            for p in wanted
+        }
+        todo = {p for p, (low, high) in ends.items() if high > low}
+        reader.assign([TopicPartition(topic, p, ends[p][0]) for p in todo])
+        found: list[tuple[bytes | None, Headers]] = []
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            for msg in reader.consume(500, 0.2):
+                if msg.error() is not None:
+                    continue
+                partition, offset = msg.partition(), msg.offset()
+                if partition not in todo or offset is None:
+                    continue
+                found.append((msg.key(), _headers(msg.headers())))
+                if offset + 1 >= ends[partition][1]:
+                    todo.discard(partition)
+        if todo:
+            raise InfrastructureError(f"could not read {topic} to its end within {timeout}s")
+        return found
+    except KafkaException as exc:
+        raise InfrastructureError(f"cannot read {topic}: {exc}") from exc
+    finally:
+        reader.close()
 
 
 def _record(msg: Message[Any, Any]) -> SourceRecord:

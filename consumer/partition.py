@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
+from consumer.deadletters import ParkedOrder
 from consumer.events import FulfillmentEvent
 from consumer.lanes import CoalescingPolicy, PartitionLanes
 from consumer.watermark import OffsetWatermark
@@ -42,7 +43,7 @@ class PartitionState(Generic[R]):
     staged: deque[StagedEvent[R]] = field(default_factory=deque)
     horizon: int = 0  # dispatch horizon confirmed in a commit's metadata
     dispatched_max: int = -1
-    parked: dict[str, Any] = field(default_factory=dict)  # order id -> why (delivery.ParkOrder)
+    parked: dict[str, ParkedOrder] = field(default_factory=dict)  # order id -> why
     attempts: dict[str, int] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     last_committed: int | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,13 @@ from rich.table import Table
 
 from consumer.cli import kafka_options
 from consumer.config import librdkafka_passthrough
-from consumer.deadletters import REDRIVEN_HEADER, Headers, header_value
+from consumer.deadletters import (
+    REDRIVE_MARKER_HEADER,
+    REDRIVEN_HEADER,
+    Headers,
+    header_value,
+    redrive_marker_headers,
+)
 
 TIMEOUT = 15.0
 _CONSUMER_ONLY = ("session.", "heartbeat.", "max.poll.", "fetch.", "auto.offset", "group.")
@@ -57,11 +63,19 @@ class ParkedRecord:
         return int(found) if found is not None and found.isdigit() else None
 
 
-def select(records: Iterable[ParkedRecord], order_id: str | None) -> list[ParkedRecord]:
-    """The records of `order_id` (every order if None), in order, each event once. [pure]"""
+def select(records: Sequence[ParkedRecord], order_id: str | None) -> list[ParkedRecord]:
+    """The records of `order_id` (every order if None) parked since its last redrive, in order,
+    each event once. [pure]"""
+    last_marker: dict[str, int] = {}
+    for index, record in enumerate(records):
+        marked = header_value(record.headers, REDRIVE_MARKER_HEADER)
+        if marked is not None:
+            last_marker[marked] = index
     seen: set[tuple[bytes | None, bytes | None]] = set()
     chosen: list[ParkedRecord] = []
-    for record in records:
+    for index, record in enumerate(records):
+        if record.order_id is None or index < last_marker.get(record.order_id, -1):
+            continue  # a redrive marker, or redriven already
         if order_id is not None and record.order_id != order_id:
             continue
         if (record.key, record.value) in seen:
@@ -152,6 +166,36 @@ def republish(config: dict[str, Any], topic: str, records: Sequence[ParkedRecord
     return errors
 
 
+def mark_redriven(
+    config: dict[str, Any], parking_topic: str, topic: str, records: Sequence[ParkedRecord]
+) -> list[str]:
+    """After a successful republish: one marker per order and source partition in the parking
+    topic (keyed by order id, like the parked records), so members stop treating the order as
+    parked and the next redrive skips what was redriven."""
+    producer = Producer({**config, "enable.idempotence": True, "acks": "all"})
+    errors: list[str] = []
+
+    def delivered(err: KafkaError | None, _msg: Message[Any, Any]) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    marks = {(r.order_id, r.source_partition(topic)) for r in records if r.order_id is not None}
+    for order, partition in sorted(marks, key=lambda m: (m[0] or "", m[1] or -1)):
+        if order is None or partition is None:
+            continue
+        headers = redrive_marker_headers(order_id=order, topic=topic, partition=partition)
+        producer.produce(
+            parking_topic,
+            key=order.encode(),
+            value=None,
+            headers=list(headers),
+            on_delivery=delivered,
+        )
+    if producer.flush(60):
+        errors.append("redrive markers not acknowledged within 60 s")
+    return errors
+
+
 @click.command("redrive")
 @kafka_options
 @click.option(
@@ -171,16 +215,18 @@ def redrive_command(
 ) -> None:
     """Republish an order's parked records to the input topic, in their order.
 
-    Run it once the cause is fixed, and once per fix: every run republishes all of the order's
-    parked records. A member keeps an order parked in memory for the partition it owns, so it
-    parks redriven records again until that partition is reassigned or the member restarts:
-    restart the member owning the order's partition (or the group) before or after redriving.
+    Run it once the cause is fixed. The records go back marked as redriven: the member owning
+    the order's partition un-parks the order when the first of them arrives, and looks at
+    Digital River before posting them, so nothing is applied twice. A marker in the parking
+    topic records the redrive: members that take the partition over later do not treat the
+    order as parked, and the next redrive skips what this one sent.
     """
     if (order_id is None) == (not redrive_all):
         raise click.UsageError("give either --order ORDER_ID or --all")
     config = {"bootstrap.servers": bootstrap_servers, **librdkafka_passthrough(os.environ)}
     plain = {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY)}
-    parked = select(read_parked(config, parking_topic or f"{topic}.parked"), order_id)
+    parking = parking_topic or f"{topic}.parked"
+    parked = select(read_parked(config, parking), order_id)
     console = Console()
     table = Table(title=f"redrive to {topic}" + (" (dry run)" if dry_run else ""))
     for column in ("order", "parked at", "source", "reason"):
@@ -195,7 +241,7 @@ def redrive_command(
     if dry_run or not parked:
         console.print(f"{len(parked)} record(s); nothing produced")
         return
-    errors = republish(plain, topic, parked)
+    errors = republish(plain, topic, parked) or mark_redriven(plain, parking, topic, parked)
     if errors:
         click.echo(f"error: redrive incomplete: {'; '.join(errors)}", err=True)
         sys.exit(1)

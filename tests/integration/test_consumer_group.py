@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,32 +28,6 @@ def _sandbox(latency_ms: float, port: int = 0) -> SandboxServer:
 def sandbox() -> Iterator[SandboxServer]:
     with _sandbox(latency_ms=30) as server:
         yield server
-
-
-@pytest.fixture
-def make_group(
-    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
-) -> Iterator[Callable[..., Group]]:
-    groups: list[Group] = []
-
-    def make(partitions: int, sandbox_url: str, **env: str) -> Group:
-        group = Group.create(
-            kafka_bootstrap,
-            unique_name("events"),
-            partitions=partitions,
-            sandbox_url=sandbox_url,
-            logs=tmp_path,
-            extra_env=env,
-        )
-        groups.append(group)
-        return group
-
-    yield make
-    for group in groups:
-        for proc in group.members:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 def test_every_event_reaches_digital_river_once_in_order_per_order_and_coalesced(

@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -34,32 +33,6 @@ from tests.integration.records import (
 )
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def make_group(
-    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
-) -> Iterator[Callable[..., Group]]:
-    groups: list[Group] = []
-
-    def make(partitions: int, sandbox_url: str, **env: str) -> Group:
-        group = Group.create(
-            kafka_bootstrap,
-            unique_name("failures"),
-            partitions=partitions,
-            sandbox_url=sandbox_url,
-            logs=tmp_path,
-            extra_env=env,
-        )
-        groups.append(group)
-        return group
-
-    yield make
-    for group in groups:
-        for proc in group.members:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 QUIET = FaultSettings(latency_ms=10)

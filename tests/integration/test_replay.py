@@ -31,31 +31,6 @@ def sandbox() -> Iterator[SandboxServer]:
         yield server
 
 
-@pytest.fixture
-def make_group(
-    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
-) -> Iterator[Callable[..., Group]]:
-    groups: list[Group] = []
-
-    def make(partitions: int, sandbox_url: str) -> Group:
-        group = Group.create(
-            kafka_bootstrap,
-            unique_name("events"),
-            partitions=partitions,
-            sandbox_url=sandbox_url,
-            logs=tmp_path,
-        )
-        groups.append(group)
-        return group
-
-    yield make
-    for group in groups:
-        for proc in group.members:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-
-
 def _cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 

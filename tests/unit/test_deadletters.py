@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from consumer.deadletters import Headers, dead_letter_headers, header_value, parking_headers
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumer.deadletters import (
+    DeadLetterGuard,
+    Headers,
+    ParkedOrder,
+    dead_letter_headers,
+    header_value,
+    parked_orders,
+    parking_headers,
+    redrive_marker_headers,
+)
 
 ORIGINAL: Headers = (("traceparent", b"00-abc-def-01"), ("producer", b"wms-7"))
 
@@ -152,3 +164,76 @@ def test_header_value_of_a_missing_header_is_none() -> None:
 
 def test_header_value_returns_the_first_of_repeated_headers() -> None:
     assert header_value((("a", b"1"), ("a", b"2")), "a") == "1"
+
+
+def test_the_dead_letter_guard_trips_when_most_recent_records_are_bad() -> None:
+    guard = DeadLetterGuard(max_ratio=0.5, window=10, min_bad=3)
+    for bad in (False, True, False, True, False):
+        guard.record(bad)
+    assert not guard.exceeded()  # 2 bad: under the minimum
+    for _ in range(4):
+        guard.record(True)
+    assert guard.exceeded()  # 6 of 9
+
+
+def test_the_dead_letter_guard_forgets_bad_records_that_left_its_window() -> None:
+    guard = DeadLetterGuard(max_ratio=0.5, window=4, min_bad=1)
+    for bad in (True, True, True, False, False, False, False):
+        guard.record(bad)
+    assert guard.bad_in_window == 0
+    assert not guard.exceeded()
+
+
+@given(st.lists(st.booleans(), max_size=300))
+def test_the_guard_counts_exactly_the_bad_records_in_its_window(stream: list[bool]) -> None:
+    guard = DeadLetterGuard(max_ratio=0.5, window=20, min_bad=5)
+    for bad in stream:
+        guard.record(bad)
+    tail = stream[-20:]
+    assert guard.bad_in_window == sum(tail)
+    assert guard.exceeded() == (sum(tail) >= 5 and sum(tail) > 0.5 * len(tail))
+
+
+def test_a_ratio_of_one_never_trips() -> None:
+    guard = DeadLetterGuard(max_ratio=1.0, window=5, min_bad=1)
+    for _ in range(10):
+        guard.record(True)
+    assert not guard.exceeded()
+
+
+def _parking(order: str, partition: int, code: str = "quantity_too_large") -> Headers:
+    return parking_headers(
+        order_id=order,
+        reason="conflict",
+        status=409,
+        code=code,
+        dr_message="too many",
+        topic="events",
+        partition=partition,
+        offset=7,
+        timestamp_ms=None,
+        parked_at_ms=1,
+        original=(),
+    )
+
+
+def test_parked_orders_are_rebuilt_from_the_parking_records_of_that_source_partition() -> None:
+    records = [
+        (b"ord_a", _parking("ord_a", 0)),
+        (b"ord_b", _parking("ord_b", 1)),
+        (b"ord_c", _parking("ord_c", 0, code="item_cancelled")),
+    ]
+    parked = parked_orders(records, "events", 0)
+    assert sorted(parked) == ["ord_a", "ord_c"]
+    assert parked["ord_a"] == ParkedOrder("conflict", 409, "quantity_too_large", "too many")
+
+
+def test_a_redrive_marker_releases_an_order_until_it_is_parked_again() -> None:
+    marker = redrive_marker_headers(order_id="ord_a", topic="events", partition=0)
+    assert parked_orders([(b"ord_a", _parking("ord_a", 0)), (b"ord_a", marker)], "events", 0) == {}
+    again = [(b"ord_a", _parking("ord_a", 0)), (b"ord_a", marker), (b"ord_a", _parking("ord_a", 0))]
+    assert list(parked_orders(again, "events", 0)) == ["ord_a"]
+
+
+def test_records_of_another_topic_do_not_park_anything() -> None:
+    assert parked_orders([(b"ord_a", _parking("ord_a", 0))], "other-topic", 0) == {}

@@ -1,0 +1,144 @@
+"""Records sent aside: bad input to the dead-letter topic, a parked order's events to parking. [io]
+
+Both keep the original key, value and headers and add ours (deadletters.py). A record sent aside
+is settled only once the broker acknowledged it; a failed write is made again (the idempotent
+producer keeps the order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from consumer.deadletters import Headers, ParkedOrder, dead_letter_headers, parking_headers
+from consumer.errors import BadInput
+from consumer.kafka_io import SideTopicWriter, SourceRecord
+from consumer.lanes import PendingEvent
+from consumer.metrics import Metrics, SettleOutcome
+
+_log = structlog.get_logger("aside")
+
+Settle = Callable[[Any, int, SettleOutcome], None]
+"""settle(partition state, offset, outcome) on the event loop."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Aside:
+    topic: str
+    partition: int | None
+    record: SourceRecord
+    headers: Headers
+    outcome: SettleOutcome
+
+
+class AsideWriter:
+    """Produces dead letters and parked records; calls `settle` on the loop once each landed."""
+
+    def __init__(
+        self,
+        side: SideTopicWriter,
+        *,
+        dlq_topic: str,
+        parking_topic: str,
+        metrics: Metrics,
+        settle: Settle,
+        owned: Callable[[Any], bool],
+    ) -> None:
+        self._side = side
+        self._dlq_topic = dlq_topic
+        self._parking_topic = parking_topic
+        self._metrics = metrics
+        self._settle = settle
+        self._owned = owned
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def dead_letter(self, ps: Any, record: SourceRecord, error: BadInput) -> None:
+        _log.warning(
+            "record_dead_lettered",
+            partition=record.partition,
+            offset=record.offset,
+            error_class=error.error_class,
+            reason=error.reason,
+            field=error.field,
+        )
+        headers = dead_letter_headers(
+            error_class=error.error_class,
+            reason=error.reason,
+            field=error.field,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp_ms,
+            failed_at_ms=int(time.time() * 1000),
+            original=record.headers,
+        )
+        self._metrics.record_dead_lettered(record.partition, error.error_class)
+        self._produce(ps, _Aside(self._dlq_topic, None, record, headers, "dead_lettered"))
+
+    def park(
+        self, ps: Any, records: list[SourceRecord], entries: list[PendingEvent], why: ParkedOrder
+    ) -> None:
+        """`entries` (their `records`) of one order go to parking, in order, with `why`."""
+        order_id = entries[0].event.order_id
+        _log.warning(
+            "order_parked",
+            partition=ps.partition,
+            order_id=order_id,
+            reason=why.reason,
+            status=why.status,
+            code=why.code,
+            offsets=[e.offset for e in entries],
+        )
+        for record in records:
+            headers = parking_headers(
+                order_id=order_id,
+                reason=why.reason,
+                status=why.status,
+                code=why.code,
+                dr_message=why.dr_message,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp_ms,
+                parked_at_ms=int(time.time() * 1000),
+                original=record.headers,
+            )
+            # keyed by order id: an order's parked records (and a redrive marker) share a partition
+            aside = _Aside(self._parking_topic, None, record, headers, "parked")
+            self._produce(ps, aside)
+        self._metrics.record_parked(ps.partition, len(entries))
+
+    def _produce(self, ps: Any, aside: _Aside) -> None:
+        loop = self._loop
+        assert loop is not None
+
+        def done(error: str | None) -> None:  # Kafka thread
+            loop.call_soon_threadsafe(self._done, ps, aside, error)
+
+        record = aside.record
+        self._side.produce(
+            aside.topic, record.key, record.value, aside.headers, done, partition=aside.partition
+        )
+
+    def _done(self, ps: Any, aside: _Aside, error: str | None) -> None:
+        if not self._owned(ps):
+            return  # the partition went away; its next owner redoes the record
+        if error is None:
+            self._settle(ps, aside.record.offset, aside.outcome)
+            return
+        _log.error(
+            "side_topic_write_failed",
+            topic=aside.topic,
+            partition=aside.record.partition,
+            offset=aside.record.offset,
+            error=error,
+        )
+        self._produce(ps, aside)
