@@ -11,7 +11,13 @@ Between the two the sandbox ledger is reset and re-seeded, so each faces the sam
 Prints events/s, POSTs/s, events per POST (and the fewest POSTs the backlog allows), consumer
 CPU seconds per 1,000 events, peak RSS, and per-order order violations.
 
+`--scrape-metrics SECONDS` runs ours twice on the same backlog: without scraping, then while a
+thread GETs every member's `/metrics` at that interval (as Prometheus would; members listen on
+HEALTH_PORT=0 and the port is read from their `health_listening` log line), to show what the
+endpoint costs.
+
     .venv/bin/python bench/consumer_bench.py [--orders 5000] [--latency-ms 50] [--members 1]
+        [--scrape-metrics 1]
     (starts its own broker unless --bootstrap-servers is given)
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import resource
 import subprocess
@@ -28,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -101,11 +108,75 @@ def reset_sandbox(url: str, sim: Simulation) -> None:
         seed_sandbox(url, sim, client)
 
 
+def health_port(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    """The port a member started with HEALTH_PORT=0 logged as `health_listening`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"a member exited before listening; log: {log}")
+        if log.exists():
+            for line in log.read_text(errors="replace").splitlines():
+                if '"health_listening"' in line:
+                    return int(json.loads(line)["port"])
+        time.sleep(0.05)
+    raise SystemExit(f"no health_listening line in {log} after {timeout}s")
+
+
+@dataclass
+class Scraper:
+    """GETs every member's /metrics each `interval` seconds on a thread, like Prometheus."""
+
+    interval: float
+    scrapes: int = 0
+    failures: int = 0
+    seconds: float = 0.0  # spent waiting for answers
+    bytes: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self, ports: list[int]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(ports,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self, ports: list[int]) -> None:
+        with httpx.Client(timeout=5) as http:
+            while not self._stop.is_set():
+                for port in ports:
+                    started = time.monotonic()
+                    try:
+                        resp = http.get(f"http://127.0.0.1:{port}/metrics")
+                        resp.raise_for_status()
+                        self.bytes += len(resp.content)
+                        self.scrapes += 1
+                    except httpx.HTTPError:
+                        self.failures += 1
+                    self.seconds += time.monotonic() - started
+                self._stop.wait(self.interval)
+
+    def summary(self) -> str:
+        mean_ms = 1000 * self.seconds / max(1, self.scrapes + self.failures)
+        return (
+            f"{self.scrapes} scrapes every {self.interval:g} s ({self.failures} failed), "
+            f"{self.bytes / max(1, self.scrapes) / 1024:.1f} KiB each, {mean_ms:.1f} ms mean"
+        )
+
+
 def run_ours(
-    args: argparse.Namespace, bootstrap: str, topic: str, url: str, sim: Simulation
+    args: argparse.Namespace,
+    bootstrap: str,
+    topic: str,
+    url: str,
+    sim: Simulation,
+    *,
+    scrape_every: float | None = None,
 ) -> Result:
     group = f"bench-ours-{uuid.uuid4().hex[:6]}"
-    env = member_env(bootstrap, topic, group, url, {"LOG_FORMAT": "json"})
+    env = member_env(bootstrap, topic, group, url, {"LOG_FORMAT": "json", "HEALTH_PORT": "0"})
     logs = Path(tempfile.mkdtemp(prefix="bench-"))
     started = time.monotonic()
     # BENCH_PROFILE=DIR: each member runs under py-spy, which writes DIR/member-N.txt (raw stacks)
@@ -129,10 +200,18 @@ def run_ours(
         return member
 
     procs = [spawn(command(i), env, logs / f"member-{i}.log") for i in range(args.members)]
-    while not committed_all(bootstrap, topic, group, args.partitions):
-        time.sleep(0.2)
-        if any(p.poll() is not None for p in procs):
-            raise SystemExit(f"a member exited early; logs in {logs}")
+    scraper = None
+    if scrape_every is not None:
+        scraper = Scraper(scrape_every)
+        scraper.start([health_port(logs / f"member-{i}.log", p) for i, p in enumerate(procs)])
+    try:
+        while not committed_all(bootstrap, topic, group, args.partitions):
+            time.sleep(0.2)
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit(f"a member exited early; logs in {logs}")
+    finally:
+        if scraper is not None:
+            scraper.stop()
     seconds = time.monotonic() - started
     cpu = rss = 0.0
     for p in procs:
@@ -141,8 +220,14 @@ def run_ours(
         cpu += usage.ru_utime + usage.ru_stime
         rss = max(rss, usage.ru_maxrss / 1024)
     r = reconcile(url, sim)
+    name = f"run ({args.members} member{'s' if args.members > 1 else ''})"
+    if scraper is not None:
+        name += f", /metrics every {scraper.interval:g} s"
+        print(f"scraping: {scraper.summary()}")
+        if scraper.scrapes == 0:
+            raise SystemExit(f"--scrape-metrics: no scrape succeeded; logs in {logs}")
     return Result(
-        f"run ({args.members} member{'s' if args.members > 1 else ''})",
+        name,
         len(sim.events),
         seconds,
         r.posts,
@@ -252,6 +337,7 @@ def _start_broker(workdir: Path) -> tuple[object, str]:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules["local_kafka"] = module  # its dataclasses look their module up while defined
     spec.loader.exec_module(module)
     broker = module.LocalBroker(workdir, module.free_port(), module.free_port())
     broker.start()
@@ -269,6 +355,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--baseline-seconds", type=float, default=30)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--scrape-metrics",
+        type=float,
+        metavar="SECONDS",
+        help="also run ours while scraping every member's /metrics at this interval",
+    )
     parser.add_argument("--bootstrap-servers")
     parser.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -301,6 +393,11 @@ def main() -> None:
                 results.append(run_baseline(args, bootstrap, topic, url, sim))
             reset_sandbox(url, sim)
             results.append(run_ours(args, bootstrap, topic, url, sim))
+            if args.scrape_metrics is not None:
+                reset_sandbox(url, sim)
+                results.append(
+                    run_ours(args, bootstrap, topic, url, sim, scrape_every=args.scrape_metrics)
+                )
         _print(results)
     finally:
         if broker is not None:
@@ -334,9 +431,13 @@ def _print(results: list[Result]) -> None:
             f"{r.name:52} "
             + " ".join(f"{v:>{w}}" for v, (_, w) in zip(values, COLUMNS, strict=True))
         )
-    if len(results) == 2:
+    if len(results) >= 2 and results[0].name.startswith("baseline"):
         ratio = results[1].events_per_second / results[0].events_per_second
         print(f"ratio (ours / baseline events/s): {ratio:.1f}x")
+    if len(results) >= 2 and "/metrics" in results[-1].name:
+        without, scraped = results[-2], results[-1]
+        change = scraped.events_per_second / without.events_per_second - 1
+        print(f"scraping /metrics: events/s {100 * change:+.1f}% against the run without")
 
 
 if __name__ == "__main__":
