@@ -14,18 +14,16 @@ stop work; and the dispatch horizon (partition.py) makes crashes and rebalances 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import random
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import structlog
 
 from consumer.aside import AsideWriter
 from consumer.breaker import CircuitBreaker
-from consumer.budget import TokenBucket, member_share
+from consumer.budget import TokenBucket
 from consumer.codec import EventCodec
 from consumer.config import Settings
 from consumer.deadletters import (
@@ -33,7 +31,6 @@ from consumer.deadletters import (
     DeadLetterGuard,
     ParkedOrder,
     header_value,
-    parked_orders,
 )
 from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
 from consumer.errors import BadInput, InfrastructureError
@@ -44,12 +41,11 @@ from consumer.kafka_io import (
     KafkaThread,
     SideTopicWriter,
     SourceRecord,
-    read_side_topic,
 )
 from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
+from consumer.membership import EngineStats, GroupMembership
 from consumer.metrics import Metrics, SettleOutcome
 from consumer.partition import PartitionState, StagedEvent
-from consumer.reconcile import decode_commit_metadata, encode_commit_metadata
 
 T = TypeVar("T")
 State = PartitionState[SourceRecord]
@@ -57,28 +53,12 @@ _log = structlog.get_logger("engine")
 CONSUME_BATCH = 500
 IDLE_POLL_SECONDS = 0.05
 REPORT_INTERVAL_SECONDS = 10.0
-LEAVE_SECONDS = 10.0
 EXIT_OK = 0
 EXIT_CONFIGURATION = 3  # Digital River refused the key (401/403): fix the key, not the data
 EXIT_DEAD_LETTER_LIMIT = 4  # most recent records were bad: a producer or schema deploy is wrong
 
 
-@dataclass
-class EngineStats:
-    """Counters for progress output and benchmarks (metrics build on these)."""
-
-    records: int = 0
-    events_settled: int = 0
-    posts: int = 0
-    reads: int = 0
-    already_applied: int = 0
-    dead_lettered: int = 0
-    parked: int = 0
-    commits: int = 0
-    assigned: set[int] = field(default_factory=set)
-
-
-class Engine:
+class Engine(GroupMembership):
     """One consumer-group member. `run()` returns EXIT_OK, or why it stopped early:
     EXIT_CONFIGURATION (Digital River refused the key) or EXIT_DEAD_LETTER_LIMIT."""
 
@@ -222,10 +202,6 @@ class Engine:
         self._side.poll(0)
         return self._source.consume(CONSUME_BATCH, timeout), ok
 
-    async def _kafka(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._kafka_thread, fn, *args)
-
     def _maybe_report(self) -> None:
         """Every few seconds, one line per member saying where each partition stands."""
         now = self._clock()
@@ -281,17 +257,6 @@ class Engine:
         self._guard.record(bad=False)
         self._metrics.record_decoded(ps.partition)
         ps.staged.append(StagedEvent(record, record.offset, decoded.event))
-
-    def _confirm(self, commits: dict[int, tuple[int, str]], horizons: dict[int, int]) -> None:
-        """A commit went through: remember it; staged records under a confirmed horizon may go."""
-        for p, (offset, _) in commits.items():
-            ps = self._partitions.get(p)
-            if ps is None:
-                continue
-            ps.last_committed = offset
-            self.stats.commits += 1
-            if p in horizons:
-                ps.horizon = max(ps.horizon, horizons[p])
 
     def _release_staged(self, ps: State) -> None:
         """Staged records under the confirmed horizon may be posted: into the lanes."""
@@ -431,191 +396,3 @@ class Engine:
         self.stats.events_settled += count
         if count:
             self._metrics.record_settled(ps.partition, outcome, count)
-
-    # -- commits and backpressure -------------------------------------------------------------
-    def _commit_request(self) -> tuple[dict[int, tuple[int, str]], dict[int, int]]:
-        """Partitions whose horizon must move (now) or whose settled offset moved (periodically)."""
-        now = self._clock()
-        periodic = now >= self._next_commit
-        if periodic:
-            self._next_commit = now + self._settings.commit_interval
-        commits: dict[int, tuple[int, str]] = {}
-        horizons: dict[int, int] = {}
-        for p, ps in self._partitions.items():
-            wanted = ps.wanted_horizon()
-            offset = ps.commit_offset()
-            if offset is None:
-                continue
-            if wanted is not None:
-                horizons[p] = wanted
-                commits[p] = (offset, encode_commit_metadata(wanted))
-            elif periodic and offset != ps.last_committed:
-                # compared with the last *confirmed* commit, so a refused one (a rebalance's
-                # ILLEGAL_GENERATION) is simply made again on the next pass
-                commits[p] = (offset, encode_commit_metadata(ps.horizon))
-        return commits, horizons
-
-    def _backpressure(self) -> tuple[list[int], list[int]]:
-        limit = self._settings.max_buffered_per_partition
-        pause, resume = [], []
-        for p, ps in self._partitions.items():
-            if not ps.paused and ps.buffered >= limit:
-                ps.paused = True
-                pause.append(p)
-            elif ps.paused and ps.buffered <= limit // 2:
-                ps.paused = False
-                resume.append(p)
-        return pause, resume
-
-    # -- rebalances (called on the Kafka thread) ------------------------------------------------
-    def _on_assign(self, partitions: list[int]) -> None:
-        committed = self._source.committed(partitions)
-        ends = self._source.end_offsets(partitions)
-        parked = self._parked_at_assignment(partitions)
-        self._call_loop(self._adopt(committed, ends, parked)).result(timeout=30)
-
-    def _parked_at_assignment(self, partitions: list[int]) -> dict[int, dict[str, ParkedOrder]]:
-        """Orders parked by earlier owners stay parked: rebuilt from the parking topic, whose
-        partition p holds what source partition p parked."""
-        if not partitions:
-            return {}
-        records = read_side_topic(
-            self._side_reader_config, self._settings.parking_topic, partitions
-        )
-        found = {p: parked_orders(records, self._source.topic, p) for p in partitions}
-        if any(found.values()):
-            _log.info(
-                "parked_orders_restored", orders={p: sorted(o) for p, o in found.items() if o}
-            )
-        return found
-
-    def _on_revoke(self, partitions: list[int]) -> None:
-        future = self._call_loop(self._release(partitions))
-        while not future.done():
-            self._side.poll(
-                0.05
-            )  # deliveries of dead letters / parked records settle while we wait
-        commits = future.result()
-        if commits:
-            try:
-                self._source.commit(
-                    {p: o for p, (o, _) in commits.items()},
-                    metadata={p: m for p, (_, m) in commits.items()},
-                    sync=True,
-                )
-                _log.info(
-                    "offsets_committed_on_revoke", offsets={p: o for p, (o, _) in commits.items()}
-                )
-            except InfrastructureError as exc:
-                _log.error("offset_commit_on_revoke_failed", error=str(exc))
-
-    def _on_lost(self, partitions: list[int]) -> None:
-        self._call_loop(self._forget(partitions)).result(timeout=30)
-
-    def _call_loop(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
-
-    async def _adopt(
-        self, committed: list[Any], ends: dict[int, int], parked: dict[int, dict[str, ParkedOrder]]
-    ) -> None:
-        for c in committed:
-            horizon = decode_commit_metadata(c.metadata)
-            if c.offset is None:
-                suspect_below = 0  # a new group starts fresh (use `replay` to reprocess history)
-            elif horizon is None:
-                suspect_below = ends.get(
-                    c.partition, 0
-                )  # moved by a foreign tool: look before posting
-            else:
-                suspect_below = horizon
-            ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, suspect_below)
-            ps.parked.update(parked.get(c.partition, {}))
-            self._partitions[c.partition] = ps
-            self.stats.assigned.add(c.partition)
-        self._rebudget()
-        if self._health is not None and self._halted is None:
-            self._health.set_ready(True)  # joined the group (an empty assignment counts)
-        _log.info(
-            "partitions_assigned",
-            partitions=sorted(c.partition for c in committed),
-            committed={c.partition: c.offset for c in committed},
-        )
-
-    async def _release(self, partitions: list[int]) -> dict[int, tuple[int, str]]:
-        states = [self._partitions[p] for p in partitions if p in self._partitions]
-        for ps in states:
-            ps.revoking = True
-        tasks = [t for ps in states for t in ps.tasks]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_timeout)
-            for task in pending:
-                task.cancel()  # abandoned: the horizon we hand over makes the next owner look first
-            if pending:
-                await asyncio.wait(pending, timeout=5)
-                _log.warning("in_flight_abandoned", count=len(pending))
-        commits: dict[int, tuple[int, str]] = {}
-        for ps in states:
-            offset = ps.commit_offset()
-            if offset is not None:
-                commits[ps.partition] = (offset, encode_commit_metadata(ps.release_horizon()))
-            del self._partitions[ps.partition]
-            self._metrics.forget_partition(ps.partition)
-            self.stats.assigned.discard(ps.partition)
-        self._rebudget()
-        _log.info("partitions_revoked", partitions=sorted(partitions))
-        return commits
-
-    async def _forget(self, partitions: list[int]) -> None:
-        for p in partitions:
-            ps = self._partitions.pop(p, None)
-            self._metrics.forget_partition(p)
-            if ps is not None:
-                for task in ps.tasks:
-                    task.cancel()
-            self.stats.assigned.discard(p)
-        self._rebudget()
-        _log.warning("partitions_lost", partitions=sorted(partitions))
-
-    def _rebudget(self) -> None:
-        share = member_share(
-            self._settings.dr_rate_limit, len(self._partitions), max(1, self._total_partitions)
-        )
-        self._budget.set_rate(share, self._clock())
-        self._metrics.set_budget_rate(share)
-
-    # -- shutdown ------------------------------------------------------------------------------
-    async def _shutdown(self) -> None:
-        """Stop fetching, drain within the bound, commit what is settled, leave the group."""
-        await self._kafka(self._side.flush, 10.0)
-        for _ in range(3):
-            await asyncio.sleep(0)  # let the delivery callbacks just queued settle their records
-        commits = await self._release(list(self._partitions))
-        if commits:
-            await self._kafka(self._final_commit, commits)
-        await self._kafka(self._side.flush, 10.0)
-        try:
-            left = await asyncio.wait_for(
-                self._kafka(self._source.leave, LEAVE_SECONDS), LEAVE_SECONDS + 5
-            )
-        except TimeoutError:
-            left = False
-        if not left:
-            _log.warning("group_leave_timed_out", seconds=LEAVE_SECONDS)
-        self._kafka_thread.shutdown(wait=left)
-        _log.info(
-            "member_stopped", **{k: v for k, v in vars(self.stats).items() if k != "assigned"}
-        )
-
-    def _final_commit(self, commits: dict[int, tuple[int, str]]) -> None:
-        try:
-            self._source.commit(
-                {p: o for p, (o, _) in commits.items()},
-                metadata={p: m for p, (_, m) in commits.items()},
-                sync=True,
-            )
-            _log.info(
-                "offsets_committed_on_shutdown", offsets={p: o for p, (o, _) in commits.items()}
-            )
-        except InfrastructureError as exc:
-            _log.error("offset_commit_on_shutdown_failed", error=str(exc))
