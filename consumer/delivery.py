@@ -195,7 +195,13 @@ class FulfillmentSender:
                 trip.reads,
             )
         assert isinstance(outcome, Stop)
-        return Halt(outcome.reason, outcome.status)
+        if outcome.status in (401, 403):
+            why = (
+                f"Digital River refused the key ({outcome.status} {outcome.code or outcome.reason})"
+            )
+            return Halt(f"{why}: check DR_API_KEY / DR_API_KEY_FILE", outcome.status)
+        shape = f"{outcome.status} {outcome.code or outcome.reason}"
+        return Halt(f"Digital River refuses every request of this shape ({shape})", outcome.status)
 
     async def _post(
         self, batch: Batch, entries: tuple[PendingEvent, ...]
