@@ -143,14 +143,7 @@ class FulfillmentSender:
                 log.info("events_already_applied", event_ids=trip.already_ids(), code=outcome.code)
                 return trip.done(None)
             if len(trip.already) == found_before:  # nothing of ours is there: a real conflict
-                return ParkOrder(
-                    outcome.reason,
-                    outcome.status,
-                    outcome.code,
-                    _message(response),
-                    trip.already,
-                    trip.reads,
-                )
+                return _park(outcome, response, trip)
         delay = backoff(attempt, self._policy, self._rng.random())
         return TryLater(delay, True, "conflict persisted", 409, trip.reads)
 
@@ -186,14 +179,7 @@ class FulfillmentSender:
                 outcome.delay, outcome.ambiguous, outcome.reason, outcome.status, trip.reads
             )
         if isinstance(outcome, Park):
-            return ParkOrder(
-                outcome.reason,
-                outcome.status,
-                outcome.code,
-                _message(response),
-                trip.already,
-                trip.reads,
-            )
+            return _park(outcome, response, trip)
         assert isinstance(outcome, Stop)
         if outcome.status in (401, 403):
             why = (
@@ -253,6 +239,14 @@ class FulfillmentSender:
         while (wait := self._budget.try_take(self._clock())) > 0:
             self._metrics.add_budget_wait(wait)
             await asyncio.sleep(wait)
+
+
+def _park(
+    outcome: Park | Reconcile, response: DrResponse | TransportFailure, trip: _Trip
+) -> ParkOrder:
+    return ParkOrder(
+        outcome.reason, outcome.status, outcome.code, _message(response), trip.already, trip.reads
+    )
 
 
 def _code(response: DrResponse) -> str | None:

@@ -17,7 +17,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
@@ -33,7 +33,7 @@ from consumer.deadletters import (
     header_value,
 )
 from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
-from consumer.errors import BadInput, InfrastructureError
+from consumer.errors import BadInput
 from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.health import HealthServer
 from consumer.kafka_io import (
@@ -43,12 +43,10 @@ from consumer.kafka_io import (
     SourceRecord,
 )
 from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
-from consumer.membership import EngineStats, GroupMembership
+from consumer.membership import EngineStats, GroupMembership, State
 from consumer.metrics import Metrics, SettleOutcome
-from consumer.partition import PartitionState, StagedEvent
+from consumer.partition import StagedEvent
 
-T = TypeVar("T")
-State = PartitionState[SourceRecord]
 _log = structlog.get_logger("engine")
 CONSUME_BATCH = 500
 IDLE_POLL_SECONDS = 0.05
@@ -186,17 +184,7 @@ class Engine(GroupMembership):
         timeout: float,
     ) -> tuple[list[SourceRecord], bool]:
         """Kafka thread: commit (sync), pause/resume, deliver producer callbacks, consume."""
-        ok = True
-        if commits:
-            try:
-                self._source.commit(
-                    {p: o for p, (o, _) in commits.items()},
-                    metadata={p: m for p, (_, m) in commits.items()},
-                    sync=True,
-                )
-            except InfrastructureError as exc:
-                ok = False
-                _log.warning("offset_commit_failed", error=str(exc))
+        ok = self._commit_now(commits, "running")
         self._source.pause(pause)
         self._source.resume(resume)
         self._side.poll(0)

@@ -158,19 +158,7 @@ class GroupMembership:
             self._side.poll(
                 0.05
             )  # deliveries of dead letters / parked records settle while we wait
-        commits = future.result()
-        if commits:
-            try:
-                self._source.commit(
-                    {p: o for p, (o, _) in commits.items()},
-                    metadata={p: m for p, (_, m) in commits.items()},
-                    sync=True,
-                )
-                _log.info(
-                    "offsets_committed_on_revoke", offsets={p: o for p, (o, _) in commits.items()}
-                )
-            except InfrastructureError as exc:
-                _log.error("offset_commit_on_revoke_failed", error=str(exc))
+        self._commit_now(future.result(), "revoke")
 
     def _on_lost(self, partitions: list[int]) -> None:
         self._call_loop(self._forget(partitions)).result(timeout=30)
@@ -255,7 +243,7 @@ class GroupMembership:
             await asyncio.sleep(0)  # let the delivery callbacks just queued settle their records
         commits = await self._release(list(self._partitions))
         if commits:
-            await self._kafka(self._final_commit, commits)
+            await self._kafka(self._commit_now, commits, "shutdown")
         await self._kafka(self._side.flush, 10.0)
         try:
             left = await asyncio.wait_for(
@@ -270,15 +258,21 @@ class GroupMembership:
             "member_stopped", **{k: v for k, v in vars(self.stats).items() if k != "assigned"}
         )
 
-    def _final_commit(self, commits: dict[int, tuple[int, str]]) -> None:
+    def _commit_now(self, commits: dict[int, tuple[int, str]], when: str) -> bool:
+        """Kafka thread: commit (offset, metadata) per partition synchronously; False if refused."""
+        if not commits:
+            return True
         try:
             self._source.commit(
                 {p: o for p, (o, _) in commits.items()},
                 metadata={p: m for p, (_, m) in commits.items()},
                 sync=True,
             )
-            _log.info(
-                "offsets_committed_on_shutdown", offsets={p: o for p, (o, _) in commits.items()}
-            )
         except InfrastructureError as exc:
-            _log.error("offset_commit_on_shutdown_failed", error=str(exc))
+            _log.warning("offset_commit_failed", when=when, error=str(exc))
+            return False
+        if when != "running":
+            _log.info(
+                f"offsets_committed_on_{when}", offsets={p: o for p, (o, _) in commits.items()}
+            )
+        return True

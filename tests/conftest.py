@@ -12,14 +12,12 @@ import json
 import os
 import shutil
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from hypothesis import HealthCheck, settings
 
@@ -63,25 +61,10 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         tmp_path_factory.mktemp("kafka"), local_kafka.free_port(), local_kafka.free_port()
     )
     broker.start()
-    _wait_for_group_coordinator(broker.bootstrap)
     try:
         yield broker.bootstrap
     finally:
         broker.stop(timeout=5)  # its data is thrown away: no need to wait for a clean shutdown
-
-
-def _wait_for_group_coordinator(bootstrap: str) -> None:
-    """A fresh broker serves metadata before its group coordinator has loaded."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "warm-up"})
-    try:
-        for _ in range(60):
-            try:
-                consumer.committed([TopicPartition("warm-up", 0)], timeout=5)
-                return
-            except KafkaException:
-                time.sleep(0.5)
-    finally:
-        consumer.close()
 
 
 @pytest.fixture
