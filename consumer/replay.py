@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,13 @@ from rich.table import Table
 from consumer.cli import kafka_options
 from consumer.config import librdkafka_passthrough
 from consumer.reconcile import decode_commit_metadata, encode_commit_metadata
+from consumer.replay_preview import (
+    Span,
+    emit_json,
+    preview_options,
+    preview_request,
+    report_dry_run,
+)
 
 IDLE_STATES = frozenset({"EMPTY", "DEAD"})
 TIMEOUT = 15.0
@@ -61,6 +68,11 @@ class Move:
     def reread(self) -> int:
         """Records the group already got past that it will read again."""
         return max(0, min(self.old if self.old is not None else 0, self.end) - self.new)
+
+    @property
+    def span(self) -> Span:
+        """What members started after the move read: [new, end), re-read below `old`."""
+        return Span(self.partition, self.new, self.end, self.old)
 
 
 def plan_move(offsets: PartitionOffsets, target: int) -> Move:
@@ -202,6 +214,7 @@ def _table(topic: str, group: str, moves: Sequence[Move]) -> Table:
 @click.option("--shift-by", type=int, default=None, help="Move by N (negative: back).")
 @click.option("--partitions", default=None, help="Comma-separated, e.g. 0,3,5 [default: all].")
 @click.option("--dry-run", is_flag=True, help="Show the plan, commit nothing.")
+@preview_options
 def replay_command(
     *,
     bootstrap_servers: str,
@@ -214,12 +227,16 @@ def replay_command(
     shift_by: int | None,
     partitions: str | None,
     dry_run: bool,
+    **options: Any,
 ) -> None:
     """Move the group's committed offsets; the members reprocess from there.
 
     Stop every member first (refused with exit 2 otherwise). Each new commit keeps the old
     dispatch horizon, so records the group already passed are reconciled with Digital River at
     runtime before any POST: replayed events that Digital River has are settled, not re-applied.
+
+    With --dry-run and --dr-api-url, the records to be read again are decoded and looked up at
+    Digital River: per partition, how many it already has and how many would be posted.
     """
     chosen = [to_earliest, to_latest, to_offset is not None, to_datetime, shift_by is not None]
     if sum(map(bool, chosen)) != 1:
@@ -227,6 +244,8 @@ def replay_command(
             "give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by"
         )
     named = _partition_list(partitions)
+    wanted = preview_request(options) if dry_run else None  # validated before any broker call
+    as_json = bool(options["as_json"])
     config = {"bootstrap.servers": bootstrap_servers, **librdkafka_passthrough(os.environ)}
     console = Console()
     offsets = GroupOffsets(config, topic, group)
@@ -246,22 +265,32 @@ def replay_command(
         times = None
         if to_datetime is not None:
             times = offsets.offsets_for_time(selected, _timestamp_ms(to_datetime))
-        target = resolver(
+        to = resolver(
             to_earliest=to_earliest,
             to_latest=to_latest,
             to_offset=to_offset,
             shift_by=shift_by,
             timestamps=times,
         )
-        moves = [plan_move(p, target(p)) for p in offsets.read(selected)]
-        console.print(_table(topic, group, moves))
-        if dry_run:
-            console.print(
-                "dry run: nothing committed. Records in [new, horizon) are reconciled with "
-                "Digital River at runtime before any POST."
+        moves = [plan_move(p, to(p)) for p in offsets.read(selected)]
+        document: dict[str, object] = {
+            "topic": topic,
+            "group": group,
+            "dry_run": dry_run,
+            "moves": [asdict(m) | {"reread": m.reread} for m in moves],
+        }
+        if not as_json:
+            console.print(_table(topic, group, moves))
+        if wanted is not None:
+            spans = [m.span for m in moves]
+            report_dry_run(
+                console, wanted, config=config, topic=topic, document=document, spans=spans
             )
             return
         offsets.commit(moves)
-        console.print(f"committed {len(moves)} partition(s); start the members to reprocess")
+        if as_json:
+            emit_json(document | {"committed": True})
+        else:
+            console.print(f"committed {len(moves)} partition(s); start the members to reprocess")
     finally:
         offsets.close()
