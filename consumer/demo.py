@@ -55,7 +55,15 @@ def create_topics(bootstrap: str, topic: str, partitions: int) -> None:
 def publish_events(bootstrap: str, topic: str, simulation: Simulation) -> int:
     codec = EventCodec(SchemaStore.load_default())
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 20}
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            # a fresh broker loads its transaction coordinator a moment after it serves: librdkafka
+            # retries on its own; its warning about it would only alarm a first-time user
+            "log_level": 3,
+        }
     )
     publisher = Publisher(producer, topic, codec.encode_single_object)
     report = publisher.publish(SourceLine(i + 1, e) for i, e in enumerate(simulation.events))
