@@ -28,7 +28,7 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import SchemaParseException, UnknownType
 
 from consumer.errors import ConfigurationError, KeyMismatch, UndecodableRecord, UnknownSchema
-from consumer.event_json import event_from_json, event_to_json
+from consumer.event_json import contract_fields, event_from_json, event_to_json
 from consumer.events import (
     CancellationEvent,
     EventKind,
@@ -268,21 +268,8 @@ def _check_key(key: bytes | None, order_id: str) -> None:
 
 
 def _record_of(event: FulfillmentEvent) -> dict[str, object]:
-    record: dict[str, object] = {
-        "eventId": event.event_id,
-        "orderId": event.order_id,
-        "warehouseId": event.warehouse_id,
-        # exact integer millis: no float rounding, no naive-datetime guessing inside fastavro
-        "occurredAt": (event.occurred_at - _EPOCH) // _MILLISECOND,
-        "items": [{"itemId": i.item_id, "quantity": i.quantity} for i in event.items],
-    }
-    if isinstance(event, ShipmentEvent):
-        record["trackingCompany"] = event.tracking.company
-        record["trackingNumber"] = event.tracking.number
-        record["trackingUrl"] = event.tracking.url
-    else:
-        record["reason"] = event.reason
-    return record
+    # exact integer millis: no float rounding, no naive-datetime guessing inside fastavro
+    return contract_fields(event, (event.occurred_at - _EPOCH) // _MILLISECOND)
 
 
 def _event_from_record(kind: EventKind, record: Mapping[str, Any]) -> FulfillmentEvent:

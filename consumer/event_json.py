@@ -82,23 +82,27 @@ def event_to_json(event: FulfillmentEvent) -> dict[str, object]:
     `occurredAt` is an ISO-8601 UTC string with milliseconds; `event_from_json` reads it back to
     an equal event.
     """
-    out: dict[str, object] = {
-        "type": event.kind,
+    occurred = event.occurred_at.astimezone(UTC).isoformat(timespec="milliseconds")
+    return {"type": event.kind, **contract_fields(event, occurred.replace("+00:00", "Z"))}
+
+
+def contract_fields(event: FulfillmentEvent, occurred_at: object) -> dict[str, object]:
+    """The event's fields under their contract (Avro) names; `occurredAt` as the caller needs
+    it (epoch millis for Avro, ISO-8601 for JSON)."""
+    fields: dict[str, object] = {
         "eventId": event.event_id,
         "orderId": event.order_id,
         "warehouseId": event.warehouse_id,
-        "occurredAt": event.occurred_at.astimezone(UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
+        "occurredAt": occurred_at,
         "items": [{"itemId": i.item_id, "quantity": i.quantity} for i in event.items],
     }
     if isinstance(event, ShipmentEvent):
-        out["trackingCompany"] = event.tracking.company
-        out["trackingNumber"] = event.tracking.number
-        out["trackingUrl"] = event.tracking.url
+        fields["trackingCompany"] = event.tracking.company
+        fields["trackingNumber"] = event.tracking.number
+        fields["trackingUrl"] = event.tracking.url
     else:
-        out["reason"] = event.reason
-    return out
+        fields["reason"] = event.reason
+    return fields
 
 
 def _refuse_unknown(obj: Mapping[str, object], allowed: frozenset[str], *, prefix: str) -> None:
