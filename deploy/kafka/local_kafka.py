@@ -88,7 +88,12 @@ def fetch_jars() -> Path:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A base64url UUID, as `kafka-storage random-uuid` makes; never with a leading '-', which
+    the storage tool's argument parser would read as an option (as Kafka's own Uuid avoids)."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not found.startswith("-"):
+            return found
 
 
 def free_port() -> int:
