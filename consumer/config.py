@@ -18,8 +18,21 @@ from consumer.errors import ConfigurationError
 
 LogFormat = Literal["auto", "json", "console"]
 
-# KAFKA_* variables that are ours, not librdkafka properties.
-_NOT_PASSTHROUGH = frozenset({"KAFKA_BOOTSTRAP_SERVERS"})
+# KAFKA_* variables that are not librdkafka properties: ours, and the Kafka distribution's own
+# script variables (container images often set them).
+_NOT_PASSTHROUGH = frozenset(
+    {
+        "KAFKA_BOOTSTRAP_SERVERS",  # has its own flag
+        "KAFKA_HOME",
+        "KAFKA_OPTS",
+        "KAFKA_HEAP_OPTS",
+        "KAFKA_JVM_PERFORMANCE_OPTS",
+        "KAFKA_LOG4J_OPTS",
+        "KAFKA_JMX_OPTS",
+        "KAFKA_GC_LOG_OPTS",
+        "KAFKA_DEBUG",
+    }
+)
 LIVE_RATE_LIMIT = 250.0
 TEST_RATE_LIMIT = 25.0
 

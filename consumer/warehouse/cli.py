@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from consumer.codec import EventCodec, SchemaStore, event_from_json
+from consumer.config import librdkafka_passthrough
 from consumer.errors import FulfillmentConsumerError
 from consumer.schema_registry import SchemaRegistryClient
 from consumer.warehouse.encoding import (
@@ -35,7 +36,6 @@ from consumer.warehouse.publisher import (
     Publisher,
     PublishReport,
     SourceLine,
-    librdkafka_passthrough,
     read_lines,
 )
 from consumer.warehouse.simulator import seed_sandbox, simulate, to_json_lines

@@ -8,7 +8,7 @@ partition, and the idempotent producer keeps them in file order across retries.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,35 +18,6 @@ from consumer.events import FulfillmentEvent
 EXIT_OK = 0
 EXIT_BAD_LINES = 1
 EXIT_DELIVERY_FAILED = 2
-
-# Variables of the Kafka distribution's own scripts, not librdkafka properties.
-_NOT_LIBRDKAFKA = frozenset(
-    {
-        "KAFKA_BOOTSTRAP_SERVERS",  # has its own flag
-        "KAFKA_HOME",
-        "KAFKA_OPTS",
-        "KAFKA_HEAP_OPTS",
-        "KAFKA_JVM_PERFORMANCE_OPTS",
-        "KAFKA_LOG4J_OPTS",
-        "KAFKA_JMX_OPTS",
-        "KAFKA_GC_LOG_OPTS",
-        "KAFKA_DEBUG",
-    }
-)
-
-
-def librdkafka_passthrough(environ: Mapping[str, str]) -> dict[str, str]:
-    """`KAFKA_SECURITY_PROTOCOL=SSL` -> `{"security.protocol": "SSL"}`, for every `KAFKA_*`.
-
-    Skips `KAFKA_BOOTSTRAP_SERVERS` (a flag of its own), the Kafka distribution's script variables
-    (`KAFKA_HOME`, `KAFKA_OPTS`, ...) and empty values. librdkafka rejects unknown names when the
-    client is built, which is where a typo surfaces.
-    """
-    return {
-        name.removeprefix("KAFKA_").lower().replace("_", "."): value
-        for name, value in sorted(environ.items())
-        if name.startswith("KAFKA_") and name not in _NOT_LIBRDKAFKA and len(name) > 6 and value
-    }
 
 
 @dataclass(frozen=True, slots=True)

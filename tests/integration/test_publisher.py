@@ -21,12 +21,12 @@ from click.testing import CliRunner, Result
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from consumer.codec import EventCodec, SchemaStore
+from consumer.config import librdkafka_passthrough
 from consumer.events import FulfillmentEvent
 from consumer.sandbox.config import SandboxConfig
 from consumer.sandbox.server import SandboxServer
 from consumer.schema_registry import SchemaRegistryClient
 from consumer.warehouse.cli import publish_command, simulate_command
-from consumer.warehouse.publisher import librdkafka_passthrough
 from consumer.warehouse.simulator import simulate, to_json_lines
 
 TopicFactory = Callable[..., str]
