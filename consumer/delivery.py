@@ -35,7 +35,8 @@ from consumer.outcomes import (
     classify_response,
     classify_transport_failure,
 )
-from consumer.reconcile import split_applied
+from consumer.reconcile import Decision as Reconciled
+from consumer.reconcile import decide, split_applied
 
 _log = structlog.get_logger("delivery")
 
@@ -86,6 +87,10 @@ class _Trip:
     already: tuple[PendingEvent, ...] = ()
     reads: int = 0
 
+    def follow(self, decision: Reconciled) -> None:
+        self.already += decision.settle
+        self.entries = decision.post
+
     def already_ids(self) -> list[str]:
         return [e.event.event_id for e in self.already]
 
@@ -122,11 +127,12 @@ class FulfillmentSender:
         trip = _Trip(batch.entries)
         if batch.reconcile_first:
             # first attempt: a record a previous owner (or a replay) may have posted
-            stop = await self._look(
+            looked = await self._look(
                 batch, trip, attempt, "suspect" if attempt == 0 else "ambiguous"
             )
-            if stop is not None:
-                return stop
+            if not isinstance(looked, Reconciled):
+                return looked
+            trip.follow(looked)
             if not trip.entries:
                 log.info("events_already_applied", event_ids=trip.already_ids())
                 return trip.done(None)
@@ -135,15 +141,15 @@ class FulfillmentSender:
             outcome = self._classify(response, attempt, trip, log)
             if not isinstance(outcome, Reconcile):
                 return self._decision(outcome, response, trip)
-            found_before = len(trip.already)
-            stop = await self._look(batch, trip, attempt, "conflict")
-            if stop is not None:
-                return stop
+            looked = await self._look(batch, trip, attempt, "conflict")
+            if not isinstance(looked, Reconciled):
+                return looked
+            if looked.park:  # nothing of ours is there: a real conflict
+                return _park(outcome, response, trip)
+            trip.follow(looked)
             if not trip.entries:
                 log.info("events_already_applied", event_ids=trip.already_ids(), code=outcome.code)
                 return trip.done(None)
-            if len(trip.already) == found_before:  # nothing of ours is there: a real conflict
-                return _park(outcome, response, trip)
         delay = backoff(attempt, self._policy, self._rng.random())
         return TryLater(delay, True, "conflict persisted", 409, trip.reads)
 
@@ -209,11 +215,9 @@ class FulfillmentSender:
 
     async def _look(
         self, batch: Batch, trip: _Trip, attempt: int, reason: ReconcileReason
-    ) -> TryLater | Halt | None:
-        """Move what Digital River already has from `trip.entries` to `trip.already`.
-
-        Returns what to do instead when Digital River cannot tell us now.
-        """
+    ) -> Reconciled | TryLater | Halt:
+        """What to settle, post or park, from the order's fulfillments at Digital River
+        (`reconcile.decide`); or what to do instead when Digital River cannot tell us now."""
         await self._take_budget()
         trip.reads += 1
         self._metrics.record_reconcile_read(reason)
@@ -230,10 +234,9 @@ class FulfillmentSender:
                 delay, True, f"reconcile read failed: {exc.reason}", exc.status, trip.reads
             )
         self._metrics.record_dr_call("GET", 200, None, self._clock() - started)
-        result = split_applied(trip.entries, fulfillments)
-        trip.already += result.applied
-        trip.entries = result.remaining
-        return None
+        return decide(
+            split_applied(trip.entries, fulfillments), after_conflict=reason == "conflict"
+        )
 
     async def _take_budget(self) -> None:
         while (wait := self._budget.try_take(self._clock())) > 0:

@@ -259,9 +259,7 @@ class Engine(GroupMembership):
         if event.order_id in ps.parked:
             self._park(ps, [PendingEvent(record.offset, event)], ps.parked[event.order_id])
             return
-        suspect = redriven or (
-            ps.committed is not None and ps.committed <= record.offset < ps.suspect_below
-        )
+        suspect = redriven or record.offset in ps.suspect
         ps.lanes.add(record.offset, event, suspect=suspect)
 
     def _park(self, ps: State, entries: list[PendingEvent], why: ParkedOrder) -> None:

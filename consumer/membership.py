@@ -33,7 +33,7 @@ from consumer.kafka_io import (
 from consumer.lanes import CoalescingPolicy
 from consumer.metrics import Metrics, SettleOutcome
 from consumer.partition import PartitionState
-from consumer.reconcile import decode_commit_metadata, encode_commit_metadata
+from consumer.reconcile import SuspectRange, decode_commit_metadata, encode_commit_metadata
 
 T = TypeVar("T")
 State = PartitionState[SourceRecord]
@@ -171,16 +171,10 @@ class GroupMembership:
         self, committed: list[Any], ends: dict[int, int], parked: dict[int, dict[str, ParkedOrder]]
     ) -> None:
         for c in committed:
-            horizon = decode_commit_metadata(c.metadata)
-            if c.offset is None:
-                suspect_below = 0  # a new group starts fresh (use `replay` to reprocess history)
-            elif horizon is None:
-                suspect_below = ends.get(
-                    c.partition, 0
-                )  # moved by a foreign tool: look before posting
-            else:
-                suspect_below = horizon
-            ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, suspect_below)
+            suspect = SuspectRange.at_assignment(
+                c.offset, decode_commit_metadata(c.metadata), ends.get(c.partition, 0)
+            )
+            ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, suspect)
             ps.parked.update(parked.get(c.partition, {}))
             self._partitions[c.partition] = ps
             self.stats.assigned.add(c.partition)

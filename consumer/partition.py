@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 from consumer.deadletters import ParkedOrder
 from consumer.events import FulfillmentEvent
 from consumer.lanes import CoalescingPolicy, PartitionLanes
+from consumer.reconcile import SuspectRange
 from consumer.watermark import OffsetWatermark
 
 R = TypeVar("R")
@@ -36,7 +37,7 @@ class PartitionState(Generic[R]):
     partition: int
     policy: CoalescingPolicy
     committed: int | None  # committed offset when assigned (None: never committed)
-    suspect_below: int  # records below this (and at or above `committed`) may be applied already
+    suspect: SuspectRange  # records a previous owner (or a replay) may have posted already
     lanes: PartitionLanes = field(init=False)
     watermark: OffsetWatermark = field(default_factory=OffsetWatermark)
     records: dict[int, R] = field(default_factory=dict)  # every unsettled record, for DLQ / parking
@@ -52,7 +53,7 @@ class PartitionState(Generic[R]):
 
     def __post_init__(self) -> None:
         self.lanes = PartitionLanes(self.partition, self.policy)
-        self.horizon = self.suspect_below
+        self.horizon = self.suspect.stop
         self.last_committed = self.committed
 
     def commit_offset(self) -> int | None:
@@ -72,7 +73,7 @@ class PartitionState(Generic[R]):
 
     def release_horizon(self) -> int:
         """The horizon to hand over on revoke: all we (or the owner before us) may have posted."""
-        return max(self.suspect_below, self.dispatched_max + 1)
+        return self.suspect.carry(self.dispatched_max + 1)
 
     def settle(self, offset: int) -> None:
         self.records.pop(offset, None)

@@ -8,10 +8,11 @@ metadata already names (`fulfillments.event_ids_of`).
 Crash recovery: every offset commit carries a *dispatch horizon* in its metadata — 1 + the highest
 offset whose events were ever POSTed in that partition. After a rebalance or restart, records in
 [committed, horizon) may have reached Digital River without being committed: they are suspect and
-reconciled first. A commit without our metadata (a first start, an operator's replay) means the
+reconciled first. A commit without our metadata (offsets moved by another tool) means the
 horizon is unknown: then everything from the committed offset up to the partition's end offset
-at assignment time is suspect. The engine must carry the horizon forward (`SuspectRange.carry`)
-so a crash before it re-processed the range does not forget it.
+at assignment time is suspect; a group that never committed starts fresh. The engine, `status`
+and `replay` all take this from `SuspectRange`, and the horizon is carried forward
+(`SuspectRange.carry`) so a crash before the range was re-processed does not forget it.
 """
 
 from __future__ import annotations
@@ -100,10 +101,13 @@ class SuspectRange:
     def at_assignment(
         cls, committed: int | None, horizon: int | None, end_offset: int
     ) -> SuspectRange:
-        """`committed`: the group's committed offset (None: none yet, read from the start);
-        `horizon`: `decode_commit_metadata` of that commit; `end_offset`: the partition's high
-        watermark when it was assigned."""
-        start = 0 if committed is None else committed
+        """`committed`: the group's committed offset (None: the group never committed here: a
+        new group starts fresh, nothing of it can be at Digital River; `replay` is how history
+        is reprocessed); `horizon`: `decode_commit_metadata` of that commit (None: offsets moved
+        by another tool, so everything up to `end_offset`, the high watermark when assigned)."""
+        if committed is None:
+            return cls(0, 0)
+        start = committed
         stop = end_offset if horizon is None else horizon
         return cls(start, max(start, stop))
 
@@ -114,16 +118,3 @@ class SuspectRange:
         """The horizon to write with the next commit: past both this range and our own posts
         (`dispatched_up_to` = 1 + the highest offset this member has POSTed, or None)."""
         return max(self.stop, dispatched_up_to or 0)
-
-
-def needs_reconcile(
-    offset: int, committed: int | None, horizon: int | None, end_offset: int | None = None
-) -> bool:
-    """Whether the record at `offset` may already be at Digital River (see `SuspectRange`).
-
-    Without a horizon and without `end_offset`, every record from `committed` on is suspect.
-    """
-    if committed is not None and offset < committed:
-        return True  # below the commit: only a replay reads it, and a replay must look first
-    stop = horizon if horizon is not None else end_offset
-    return stop is None or offset < stop

@@ -4,8 +4,9 @@ Contract: every partition's new commit carries `encode_commit_metadata(H)` with
 H = max(new offset, old committed offset, old dispatch horizon). The next owner of the partition
 therefore treats every record in [new offset, H) as suspect and asks Digital River which of
 their events it already has before posting (`consumer.reconcile`): a replay re-applies nothing
-(PRODUCT guarantee 8). An old commit without our metadata (never committed, or moved by another
-tool) gives no horizon; then the partition's end offset stands in for it, the safe upper bound.
+(PRODUCT guarantee 8). An old commit without our metadata (moved by another tool) gives no
+horizon; then the partition's end offset stands in for it, the safe upper bound. A group that
+never committed starts fresh, as its members treat it (`SuspectRange`, the one rule for both).
 
 The move is refused (exit 2) while the group has members, like `kafka-consumer-groups
 --reset-offsets`: a live member would overwrite the commit with its own on the next interval.
@@ -30,7 +31,7 @@ from rich.table import Table
 
 from consumer.cli import kafka_options
 from consumer.config import librdkafka_passthrough
-from consumer.reconcile import decode_commit_metadata, encode_commit_metadata
+from consumer.reconcile import SuspectRange, decode_commit_metadata, encode_commit_metadata
 from consumer.replay_preview import (
     Span,
     emit_json,
@@ -79,7 +80,7 @@ def plan_move(offsets: PartitionOffsets, target: int) -> Move:
     """Clamp `target` into the partition's records and carry the horizon forward. [pure]"""
     new = min(max(target, offsets.low), offsets.high)
     known = decode_commit_metadata(offsets.metadata) if offsets.committed is not None else None
-    horizon = max(new, offsets.committed or 0, offsets.high if known is None else known)
+    horizon = SuspectRange.at_assignment(offsets.committed, known, offsets.high).carry(new)
     return Move(offsets.partition, offsets.committed, new, offsets.high, horizon)
 
 

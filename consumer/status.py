@@ -3,9 +3,10 @@
 Per partition of the input topic: the group's committed offset, the end offset, the lag, the
 dispatch horizon from the commit metadata (`consumer.reconcile`) and the member that owns it.
 Records in [committed, horizon) will be reconciled with Digital River by the next owner before
-any POST; a commit without our metadata (or no commit at all) leaves the horizon unknown, and
-then everything up to the end is. Plus the group's state and members, and the depth (records
-still held) of the dead-letter and parking topics.
+any POST; a commit without our metadata leaves the horizon unknown, and then everything up to
+the end is; a group that never committed starts fresh (`SuspectRange`, the members' own rule).
+Plus the group's state and members, and the depth (records still held) of the dead-letter and
+parking topics.
 
 Read only: nothing joins the group and nothing is committed.
 """
@@ -29,7 +30,7 @@ from rich.table import Table
 from consumer.cli import kafka_options
 from consumer.config import check_topic, librdkafka_passthrough
 from consumer.errors import ConfigurationError
-from consumer.reconcile import decode_commit_metadata
+from consumer.reconcile import SuspectRange, decode_commit_metadata
 from consumer.replay import TIMEOUT, GroupOffsets, PartitionOffsets
 
 _COORDINATOR_MOVING = frozenset(
@@ -65,10 +66,10 @@ class PartitionStatus:
 
     @property
     def to_reconcile(self) -> int:
-        """Records in [committed, horizon) the next owner checks with Digital River first."""
-        if self.horizon is None or self.committed is None:
-            return self.lag
-        return max(0, min(self.horizon, self.end) - self.committed)
+        """Records the next owner checks with Digital River before posting (the members' rule:
+        `SuspectRange`), up to the end offset."""
+        suspect = SuspectRange.at_assignment(self.committed, self.horizon, self.end)
+        return max(0, min(suspect.stop, self.end) - suspect.start)
 
 
 def partition_status(offsets: PartitionOffsets, owner: str | None) -> PartitionStatus:

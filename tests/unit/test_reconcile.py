@@ -16,7 +16,6 @@ from consumer.reconcile import (
     decide,
     decode_commit_metadata,
     encode_commit_metadata,
-    needs_reconcile,
     split_applied,
 )
 from tests.event_builders import event_streams, shipment
@@ -112,8 +111,13 @@ def test_records_between_the_commit_and_the_horizon_are_suspect() -> None:
 def test_without_a_horizon_everything_up_to_the_end_at_assignment_is_suspect() -> None:
     suspect = SuspectRange.at_assignment(committed=100, horizon=None, end_offset=500)
     assert (suspect.start, suspect.stop) == (100, 500)
-    fresh = SuspectRange.at_assignment(committed=None, horizon=None, end_offset=0)
+
+
+def test_a_group_that_never_committed_starts_fresh() -> None:
+    fresh = SuspectRange.at_assignment(committed=None, horizon=None, end_offset=500)
     assert 0 not in fresh
+    assert 499 not in fresh
+    assert fresh.carry(None) == 0
 
 
 def test_a_horizon_below_the_commit_suspects_nothing_new() -> None:
@@ -126,20 +130,3 @@ def test_the_horizon_is_carried_forward_past_our_own_posts() -> None:
     assert suspect.carry(None) == 120
     assert suspect.carry(110) == 120
     assert suspect.carry(130) == 130
-
-
-@given(
-    st.integers(min_value=0, max_value=1000),
-    st.integers(min_value=0, max_value=1000),
-    st.one_of(st.none(), st.integers(min_value=0, max_value=1000)),
-    st.integers(min_value=0, max_value=1000),
-)
-def test_needs_reconcile_agrees_with_the_suspect_range(
-    offset: int, committed: int, horizon: int | None, end_offset: int
-) -> None:
-    suspect = SuspectRange.at_assignment(committed, horizon, end_offset)
-    assert needs_reconcile(offset, committed, horizon, end_offset) == (offset in suspect)
-
-
-def test_with_nothing_known_every_record_is_suspect() -> None:
-    assert needs_reconcile(10**9, committed=5, horizon=None)
