@@ -22,7 +22,6 @@ from typing import Any
 
 import structlog
 from confluent_kafka import (
-    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -419,14 +418,3 @@ class _LibrdkafkaLogger:
             _log.error("librdkafka_log", message=message)
         elif level >= 30:
             _log.warning("librdkafka_log", message=message)
-
-
-__all__ = [
-    "OFFSET_INVALID",
-    "Committed",
-    "KafkaSource",
-    "SideTopicWriter",
-    "SourceRecord",
-    "consumer_config",
-    "producer_config",
-]

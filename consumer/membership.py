@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import random
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
@@ -53,7 +53,6 @@ class EngineStats:
     dead_lettered: int = 0
     parked: int = 0
     commits: int = 0
-    assigned: set[int] = field(default_factory=set)
 
 
 class GroupMembership:
@@ -177,7 +176,6 @@ class GroupMembership:
             ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, suspect)
             ps.parked.update(parked.get(c.partition, {}))
             self._partitions[c.partition] = ps
-            self.stats.assigned.add(c.partition)
         self._rebudget()
         if self._health is not None and self._halted is None:
             self._health.set_ready(True)  # joined the group (an empty assignment counts)
@@ -206,7 +204,6 @@ class GroupMembership:
                 commits[ps.partition] = (offset, encode_commit_metadata(ps.release_horizon()))
             del self._partitions[ps.partition]
             self._metrics.forget_partition(ps.partition)
-            self.stats.assigned.discard(ps.partition)
         self._rebudget()
         _log.info("partitions_revoked", partitions=sorted(partitions))
         return commits
@@ -218,7 +215,6 @@ class GroupMembership:
             if ps is not None:
                 for task in ps.tasks:
                     task.cancel()
-            self.stats.assigned.discard(p)
         self._rebudget()
         _log.warning("partitions_lost", partitions=sorted(partitions))
 
@@ -248,9 +244,7 @@ class GroupMembership:
         if not left:
             _log.warning("group_leave_timed_out", seconds=LEAVE_SECONDS)
         self._kafka_thread.shutdown(wait=left)
-        _log.info(
-            "member_stopped", **{k: v for k, v in vars(self.stats).items() if k != "assigned"}
-        )
+        _log.info("member_stopped", **vars(self.stats))
 
     def _commit_now(self, commits: dict[int, tuple[int, str]], when: str) -> bool:
         """Kafka thread: commit (offset, metadata) per partition synchronously; False if refused."""
