@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import ssl
 import threading
 from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +28,10 @@ class FakeRegistry:
         *,
         basic_auth: tuple[str, str] | None = None,
         bearer_token: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: serve https with this server-side context (one that requires client
+        certificates makes it a mutual-TLS registry)."""
         self.basic_auth = basic_auth
         self.bearer_token = bearer_token
         self.ids: dict[str, int] = {}
@@ -40,7 +44,11 @@ class FakeRegistry:
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def add(self, schema_text: str, schema_type: str | None = None) -> int:

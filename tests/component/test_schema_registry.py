@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -16,6 +18,7 @@ from consumer.events import CancellationEvent, LineQuantity
 from consumer.registry_settings import RegistrySettings, load_registry_settings
 from consumer.schema_registry import SchemaRegistry
 from tests.registry_fake import FakeRegistry
+from tests.tls_certs import make_tls_files
 
 T = TypeVar("T")
 STORE = SchemaStore.load_default()
@@ -204,8 +207,8 @@ def test_subjects_are_escaped_in_the_path(registry: FakeRegistry) -> None:
     assert registry.requests["POST /subjects/team%2Fa%20events-value/versions"] == 1
 
 
-def test_a_client_key_that_does_not_exist_fails_at_start_naming_the_variable(
-    tmp_path: Any,
+def test_a_client_certificate_that_cannot_be_loaded_fails_at_start_naming_the_variable(
+    tmp_path: Path,
 ) -> None:
     cert = tmp_path / "client.pem"
     cert.write_text("not a certificate")
@@ -214,6 +217,27 @@ def test_a_client_key_that_does_not_exist_fails_at_start_naming_the_variable(
         SchemaRegistry(settings("https://registry.test", ssl_certificate_location=str(cert)))
 
     assert caught.value.setting == "SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION"
+
+
+def test_mutual_tls_with_a_client_certificate_and_our_own_ca(tmp_path: Path) -> None:
+    files = make_tls_files(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(files.ca))
+    server_side.load_cert_chain(files.server_cert, files.server_key)
+    server_side.verify_mode = ssl.CERT_REQUIRED  # no client certificate, no connection
+
+    with FakeRegistry(tls=server_side) as registry:
+        schema_id = registry.add(json.dumps(SHIPMENT_SCHEMA))
+        with_cert = settings(
+            registry.url,
+            ssl_ca_location=str(files.ca),
+            ssl_certificate_location=str(files.client_cert),
+            ssl_key_location=str(files.client_key),
+        )
+        without_cert = settings(registry.url, ssl_ca_location=str(files.ca))
+
+        assert run(get(with_cert, schema_id)) == [SHIPMENT_SCHEMA]
+        with pytest.raises(InfrastructureError):
+            run(get(without_cert, schema_id))
 
 
 def test_events_published_with_registered_schemas_are_decoded_through_the_registry(
