@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from consumer.config import Secret
 from consumer.errors import ConfigurationError
@@ -72,7 +72,15 @@ class RegistrySettings:
 
     def client_config(self) -> dict[str, Any]:
         """Confluent's `AsyncSchemaRegistryClient` configuration, secrets revealed."""
-        conf: dict[str, Any] = {"url": self.url.reveal(), "timeout": self.timeout}
+        # Credentials leave the URL for basic.auth.user.info (Confluent's client reads the first
+        # URL's the same way): the HTTP library logs request URLs, and those must not carry them.
+        urls = self.url.reveal()
+        conf: dict[str, Any] = {"url": _USERINFO.sub("://", urls), "timeout": self.timeout}
+        first = urlsplit(urls.split(",")[0].strip())
+        if first.username is not None or first.password is not None:
+            conf["basic.auth.user.info"] = f"{unquote(first.username or '')}:" + unquote(
+                first.password or ""
+            )
         if self.basic_auth_user_info is not None:
             conf["basic.auth.user.info"] = self.basic_auth_user_info.reveal()
         if self.bearer_auth_token is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
@@ -136,12 +137,19 @@ def test_nothing_listening_is_an_infrastructure_error() -> None:
         run(get(settings("http://127.0.0.1:9"), 1))  # discard port: nothing listens
 
 
-def test_credentials_in_the_url_are_sent_as_basic_auth() -> None:
-    with FakeRegistry(basic_auth=("fc", "s3cret")) as registry:
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with (
+        FakeRegistry(basic_auth=("fc", "s3cret")) as registry,
+        caplog.at_level(logging.DEBUG),  # the HTTP library logs every request's URL
+    ):
         ids = run(register(settings(registry.url_with("fc", "s3cret")), "v", SHIPMENT_SCHEMA))
 
     assert ids == [1]
     assert registry.headers[-1]["Authorization"] == "Basic ZmM6czNjcmV0"  # base64("fc:s3cret")
+    assert any("/subjects/v/versions" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
 
 
 def test_basic_auth_user_info_is_sent_as_basic_auth() -> None:

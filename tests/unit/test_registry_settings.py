@@ -109,3 +109,13 @@ def test_urls_without_credentials_print_unchanged(hosts: list[str]) -> None:
     url = ",".join(f"https://{h}" for h in hosts)
 
     assert mask_url(url) == url
+
+
+def test_url_credentials_reach_the_client_as_basic_auth_never_inside_its_urls() -> None:
+    settings = load_registry_settings(url=f"https://fc:{SECRET}@a.example,https://b.example:8081")
+    assert settings is not None
+
+    conf = settings.client_config()
+
+    assert conf["url"] == "https://a.example,https://b.example:8081"
+    assert conf["basic.auth.user.info"] == f"fc:{SECRET}"
