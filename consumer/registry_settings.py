@@ -53,7 +53,7 @@ class RegistrySettings:
         for url in self.url.reveal().split(","):
             password = urlsplit(url.strip()).password
             if password:
-                found.append(password)
+                found += [password, unquote(password)]
         return sorted({s for s in found if s}, key=len, reverse=True)
 
     def masked(self) -> dict[str, object]:
@@ -151,7 +151,9 @@ def load_registry_settings(
     for part in url.split(","):
         parts = urlsplit(part.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            shown = f": {part.strip()!r}" if "@" not in url else " (credentials not shown)"
+            shown = f": {part.strip()!r}"
+            if "@" in url:
+                shown = " (credentials not shown; percent-encode , @ / in them)"
             raise ConfigurationError(f"not an http(s) URL{shown}", setting=URL_SETTING)
         with_credentials |= parts.username is not None
     if basic_auth_user_info and ":" not in basic_auth_user_info:
