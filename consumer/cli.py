@@ -31,7 +31,8 @@ from consumer.kafka_io import KafkaSource, SideTopicWriter, consumer_config, pro
 from consumer.metrics import Metrics
 from consumer.observability import configure_logging
 from consumer.outcomes import RetryPolicy
-from consumer.schema_registry import SchemaRegistryClient
+from consumer.registry_options import pop_registry_settings, schema_registry_options
+from consumer.schema_registry import SchemaRegistry
 
 _log = structlog.get_logger("cli")
 
@@ -147,12 +148,7 @@ def kafka_options(fn: Any) -> Any:
     default=False,
     help="Allow plain http to a non-loopback DR_API_URL (the compose sandbox only).",
 )
-@click.option(
-    "--schema-registry-url",
-    envvar="SCHEMA_REGISTRY_URL",
-    default=None,
-    help="Enables Confluent Schema Registry framing.",
-)
+@schema_registry_options
 @click.option(
     "--max-in-flight",
     envvar="MAX_IN_FLIGHT_ORDERS",
@@ -223,6 +219,7 @@ def run(**options: Any) -> None:
 def _settings_or_exit(options: dict[str, Any]) -> Settings:
 
     try:
+        registry = pop_registry_settings(options)
         return load_settings(
             bootstrap_servers=options["bootstrap_servers"],
             topic=options["topic"],
@@ -236,7 +233,7 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             dr_api_version=options["dr_api_version"],
             dr_timeout=options["dr_timeout"],
             allow_insecure_http=options["allow_insecure_http"],
-            schema_registry_url=options["schema_registry_url"],
+            schema_registry=registry,
             max_in_flight=options["max_in_flight"],
             max_buffered_per_partition=options["max_buffered"],
             commit_interval=options["commit_interval"],
@@ -252,9 +249,10 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
 
 async def _run_member(settings: Settings) -> int:
 
-    registry = (
-        SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
-    )
+    try:
+        registry = SchemaRegistry(settings.schema_registry) if settings.schema_registry else None
+    except ConfigurationError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
     codec = EventCodec(SchemaStore.load_default(), registry=registry)
     dr = DigitalRiverClient(
         settings.dr_api_url,
@@ -307,4 +305,6 @@ async def _run_member(settings: Settings) -> int:
         return await engine.run(stop)
     finally:
         await dr.aclose()
+        if registry is not None:
+            await registry.aclose()
         health.stop()

@@ -51,6 +51,7 @@ __all__ = [  # the schema store's names too: callers build a codec from this mod
     "Encoding",
     "EventCodec",
     "FingerprintKind",
+    "SchemaNotFetched",
     "SchemaStore",
     "SchemaVersion",
     "WriterSchemaSource",
@@ -66,16 +67,29 @@ SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = 0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
+_NO_REGISTRY = (
+    "Confluent framing (schema id {}) but no schema registry is configured (SCHEMA_REGISTRY_URL)"
+)
 
 
 class WriterSchemaSource(Protocol):
-    """Where Confluent schema ids are resolved (`consumer.schema_registry.SchemaRegistryClient`).
+    """Where Confluent schema ids are resolved (`consumer.schema_registry.SchemaRegistry`).
 
     `get_schema` returns the schema as parsed JSON and raises UnknownSchema for an id the registry
-    does not have, InfrastructureError when the registry cannot be asked.
+    does not have, InfrastructureError when the registry cannot be asked, ConfigurationError when
+    it refuses us.
     """
 
-    def get_schema(self, schema_id: int) -> Mapping[str, Any]: ...
+    async def get_schema(self, schema_id: int) -> Mapping[str, Any]: ...
+
+
+class SchemaNotFetched(Exception):  # a signal to the caller, not a failure
+    """A Confluent-framed record whose writer schema has not been fetched yet: await
+    `EventCodec.fetch_schema(schema_id)`, then decode the record again. Nothing is wrong with it."""
+
+    def __init__(self, schema_id: int) -> None:
+        super().__init__(f"schema id {schema_id} not fetched yet")
+        self.schema_id = schema_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +124,9 @@ class _Writer:
 class EventCodec:
     """Decodes and encodes events against a `SchemaStore` and, optionally, a Schema Registry.
 
-    Registry schemas are fetched once per id and kept for the life of the codec. Not locked: two
-    threads may both fetch a new id once; the result is the same.
+    `decode` never waits: a registry schema it does not hold yet raises SchemaNotFetched, and the
+    caller awaits `fetch_schema` (the only coroutine here) before decoding again. Registry schemas
+    are kept for the life of the codec. Used from one event loop.
     """
 
     def __init__(self, store: SchemaStore, registry: WriterSchemaSource | None = None) -> None:
@@ -129,7 +144,7 @@ class EventCodec:
         we do not know, a registry schema that is not ours, Confluent framing without a registry.
         KeyMismatch: key missing, not UTF-8, or not the orderId. InvalidEvent
         (`validation.EventRuleViolation`): a contract rule is broken.
-        InfrastructureError (from the registry) is not bad input: the caller retries later.
+        SchemaNotFetched is not bad input: fetch the schema, then decode again.
         """
         if not value:
             raise UndecodableRecord("empty value (tombstone or empty record)")
@@ -207,16 +222,18 @@ class EventCodec:
         schemaless_writer(stream, self._parsed[version], _record_of(event))
         return stream.getvalue()
 
-    def _registry_writer(self, schema_id: int) -> _Writer:
-        cached = self._by_id.get(schema_id)
-        if cached is not None:
-            return cached
+    async def fetch_schema(self, schema_id: int) -> None:
+        """Fetch and keep the writer schema of a registry id (see `decode`).
+
+        Raises UnknownSchema (the registry has no such id, or it is not one of our record schemas:
+        the record is bad input), InfrastructureError (registry unreachable: try again later),
+        ConfigurationError (the registry refuses us). Failures are not kept: asked again next time.
+        """
+        if schema_id in self._by_id:
+            return
         if self._registry is None:
-            raise UnknownSchema(
-                f"Confluent framing (schema id {schema_id}) but no schema registry is configured"
-                " (SCHEMA_REGISTRY_URL)"
-            )
-        definition = self._registry.get_schema(schema_id)
+            raise UnknownSchema(_NO_REGISTRY.format(schema_id))
+        definition = await self._registry.get_schema(schema_id)
         name = full_name(definition)
         kind = SCHEMA_KINDS.get(name)
         if kind is None:
@@ -226,9 +243,23 @@ class EventCodec:
         except (SchemaParseException, UnknownType, ValueError, KeyError, TypeError) as exc:
             raise UnknownSchema(f"registry schema {schema_id} is not valid Avro: {exc}") from exc
         ours = self.store.matching(definition)
-        writer = _Writer(kind, name, ours.version if ours else None, parsed)
-        self._by_id[schema_id] = writer
-        return writer
+        self._by_id[schema_id] = _Writer(kind, name, ours.version if ours else None, parsed)
+
+    async def decode_fetching(self, key: bytes | None, value: bytes | None) -> DecodedEvent:
+        """`decode`, fetching a missing registry schema first (raises what both raise)."""
+        try:
+            return self.decode(key, value)
+        except SchemaNotFetched as missing:
+            await self.fetch_schema(missing.schema_id)
+        return self.decode(key, value)
+
+    def _registry_writer(self, schema_id: int) -> _Writer:
+        cached = self._by_id.get(schema_id)
+        if cached is not None:
+            return cached
+        if self._registry is None:
+            raise UnknownSchema(_NO_REGISTRY.format(schema_id))
+        raise SchemaNotFetched(schema_id)
 
 
 @cache

@@ -11,10 +11,13 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from consumer.errors import ConfigurationError
+
+if TYPE_CHECKING:  # registry_settings imports Secret from here
+    from consumer.registry_settings import RegistrySettings
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -74,7 +77,7 @@ class Settings:
     dr_rate_limit: float
     dr_api_version: str | None
     dr_timeout: float
-    schema_registry_url: str | None
+    schema_registry: RegistrySettings | None  # None: no registry (single-object encoding only)
     max_in_flight: int
     max_buffered_per_partition: int
     commit_interval: float
@@ -95,6 +98,8 @@ class Settings:
                 value = "***"
             elif f.name == "kafka_extra":
                 value = {k: ("***" if _looks_secret(k) else v) for k, v in value.items()}
+            elif f.name == "schema_registry" and value is not None:
+                value = value.masked()
             shown[f.name] = value
         return shown
 
@@ -193,7 +198,7 @@ def load_settings(
     dr_api_version: str | None,
     dr_timeout: float,
     allow_insecure_http: bool,
-    schema_registry_url: str | None,
+    schema_registry: RegistrySettings | None,
     max_in_flight: int,
     max_buffered_per_partition: int,
     commit_interval: float,
@@ -222,13 +227,6 @@ def load_settings(
     check_port(health_port, "HEALTH_PORT")
     if not 0 < dlq_max_ratio <= 1:
         raise ConfigurationError(f"must be in (0, 1], got {dlq_max_ratio}", setting="DLQ_MAX_RATIO")
-    if schema_registry_url is not None and urlsplit(schema_registry_url).scheme not in (
-        "http",
-        "https",
-    ):
-        raise ConfigurationError(
-            f"not an http(s) URL: {schema_registry_url!r}", setting="SCHEMA_REGISTRY_URL"
-        )
     return Settings(
         bootstrap_servers=bootstrap_servers,
         topic=topic,
@@ -240,7 +238,7 @@ def load_settings(
         dr_rate_limit=rate,
         dr_api_version=dr_api_version or None,
         dr_timeout=dr_timeout,
-        schema_registry_url=schema_registry_url or None,
+        schema_registry=schema_registry,  # validated by registry_settings.load_registry_settings
         max_in_flight=max_in_flight,
         max_buffered_per_partition=max_buffered_per_partition,
         commit_interval=commit_interval,

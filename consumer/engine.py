@@ -24,7 +24,7 @@ import structlog
 from consumer.aside import AsideWriter
 from consumer.breaker import CircuitBreaker
 from consumer.budget import TokenBucket
-from consumer.codec import EventCodec
+from consumer.codec import EventCodec, SchemaNotFetched
 from consumer.config import Settings
 from consumer.deadletters import (
     REDRIVEN_HEADER,
@@ -33,7 +33,7 @@ from consumer.deadletters import (
     header_value,
 )
 from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
-from consumer.errors import BadInput
+from consumer.errors import BadInput, ConfigurationError, UnknownSchema
 from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.health import HealthServer
 from consumer.kafka_io import (
@@ -46,13 +46,14 @@ from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
 from consumer.membership import EngineStats, GroupMembership, State
 from consumer.metrics import Metrics, SettleOutcome
 from consumer.partition import StagedEvent
+from consumer.schema_wait import SchemaFetcher
 
 _log = structlog.get_logger("engine")
 CONSUME_BATCH = 500
 IDLE_POLL_SECONDS = 0.05
 REPORT_INTERVAL_SECONDS = 10.0
 EXIT_OK = 0
-EXIT_CONFIGURATION = 3  # Digital River refused the key (401/403): fix the key, not the data
+EXIT_CONFIGURATION = 3  # Digital River (or the schema registry) refused us: fix settings, not data
 EXIT_DEAD_LETTER_LIMIT = 4  # most recent records were bad: a producer or schema deploy is wrong
 
 
@@ -107,6 +108,8 @@ class Engine(GroupMembership):
         self._side_reader_config = side_reader_config or {
             "bootstrap.servers": settings.bootstrap_servers
         }
+        self._schemas = SchemaFetcher(codec, on_down=self._registry_down, rng=self._rng)
+        self._schema_tasks: set[asyncio.Task[None]] = set()
         self._kafka_thread = KafkaThread()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_commit = 0.0
@@ -142,6 +145,8 @@ class Engine(GroupMembership):
                 if self._health is not None:
                     self._health.mark_alive()
         finally:
+            for task in self._schema_tasks:
+                task.cancel()  # records waiting for a schema stay unsettled: read again next time
             await self._shutdown()
         return self._exit_code
 
@@ -227,24 +232,69 @@ class Engine(GroupMembership):
         self._metrics.record_consumed(ps.partition)
         ps.watermark.track(record.offset)
         ps.records[record.offset] = record
-        try:
-            decoded = self._codec.decode(record.key, record.value)
-        except BadInput as exc:
-            self._guard.record(bad=True)
-            if self._guard.exceeded():
-                self._halt(
-                    f"dead-letter limit: {self._guard.bad_in_window} of the last "
-                    f"{self._guard.window_size} records were bad (DLQ_MAX_RATIO="
-                    f"{self._guard.max_ratio}); nothing more is dead-lettered",
-                    EXIT_DEAD_LETTER_LIMIT,
-                )
+        ps.undecoded.append(record)
+        if len(ps.undecoded) == 1:  # else an earlier record waits for its schema: none overtakes it
+            self._decode_waiting(ps)
+
+    def _decode_waiting(self, ps: State) -> None:
+        """Decode `ps.undecoded` in offset order, up to a record whose writer schema must be
+        fetched first: it and every later record of the partition wait for `_fetch_schema`."""
+        while ps.undecoded and self._halted is None:
+            record = ps.undecoded[0]
+            try:
+                decoded = self._codec.decode(record.key, record.value)
+            except SchemaNotFetched as missing:
+                task = asyncio.create_task(self._fetch_schema(ps, missing.schema_id))
+                self._schema_tasks.add(task)
+                task.add_done_callback(self._schema_tasks.discard)
                 return
-            self.stats.dead_lettered += 1
-            self._aside.dead_letter(ps, record, exc)
+            except BadInput as exc:
+                ps.undecoded.popleft()
+                self._bad_input(ps, record, exc)
+                continue
+            ps.undecoded.popleft()
+            self._guard.record(bad=False)
+            self._metrics.record_decoded(ps.partition)
+            ps.staged.append(StagedEvent(record, record.offset, decoded.event))
+
+    def _bad_input(self, ps: State, record: SourceRecord, exc: BadInput) -> None:
+        self._guard.record(bad=True)
+        if self._guard.exceeded():
+            self._halt(
+                f"dead-letter limit: {self._guard.bad_in_window} of the last "
+                f"{self._guard.window_size} records were bad (DLQ_MAX_RATIO="
+                f"{self._guard.max_ratio}); nothing more is dead-lettered",
+                EXIT_DEAD_LETTER_LIMIT,
+            )
             return
-        self._guard.record(bad=False)
-        self._metrics.record_decoded(ps.partition)
-        ps.staged.append(StagedEvent(record, record.offset, decoded.event))
+        self.stats.dead_lettered += 1
+        self._aside.dead_letter(ps, record, exc)
+
+    async def _fetch_schema(self, ps: State, schema_id: int) -> None:
+        """Fetch the schema the first waiting record needs (through registry outages), then
+        decode on. An id the registry does not have dead-letters that record."""
+
+        def owned() -> bool:
+            return self._partitions.get(ps.partition) is ps and not ps.revoking
+
+        try:
+            if not await self._schemas.fetch(schema_id, wanted=owned):
+                return  # the partition went away; the next owner reads its records again
+        except UnknownSchema as exc:
+            if owned() and ps.undecoded:
+                self._bad_input(ps, ps.undecoded.popleft(), exc)
+        except ConfigurationError as exc:
+            self._halt(str(exc), EXIT_CONFIGURATION)
+            return
+        except Exception:
+            _log.exception("schema_fetch_crashed", partition=ps.partition, schema_id=schema_id)
+            await asyncio.sleep(1.0)
+        if owned():
+            self._decode_waiting(ps)
+
+    def _registry_down(self, reason: str | None) -> None:
+        if self._health is not None:
+            self._health.set_dependency_down("schema registry", reason)
 
     def _release_staged(self, ps: State) -> None:
         """Staged records under the confirmed horizon may be posted: into the lanes."""

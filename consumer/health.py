@@ -5,7 +5,8 @@ Semantics (docs/metrics.md):
 - `/healthz`: 200 while the engine loop has turned (`mark_alive`) within the last
   `LIVENESS_WINDOW_SECONDS`, else 503. The window starts at construction, so start-up (group join,
   first poll) has the same 30 s.
-- `/readyz`: 200 when the member has joined the group (`set_ready(True, None)`) and no
+- `/readyz`: 200 when the member has joined the group (`set_ready(True, None)`), no dependency
+  is down (`set_dependency_down`, e.g. the schema registry while it is unreachable) and no
   configuration failure stopped it (`fail_configuration`, sticky), else 503 with a one-line reason.
   The reason is the caller's text, cut to one line; callers must never put a secret in it.
 - `/metrics`: the `Metrics` registry in the Prometheus text format (prometheus_client's WSGI app:
@@ -77,6 +78,7 @@ class HealthServer:
         self._ready = False
         self._reason = "not joined the consumer group yet"
         self._config_failure: str | None = None
+        self._down: dict[str, str] = {}  # dependency -> why it is down
         self._metrics_app = make_wsgi_app(metrics.registry)
         self._server: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None
@@ -95,7 +97,17 @@ class HealthServer:
                 return
             self._ready = ready
             self._reason = "" if ready else _one_line(reason or "not ready")
-        self._metrics.set_ready(ready)
+        self._metrics.set_ready(self.readiness()[0])
+
+    def set_dependency_down(self, name: str, reason: str | None) -> None:
+        """`name` (e.g. "schema registry") cannot be used (`reason`), or works again (None).
+        Not ready while any dependency is down; joining the group does not clear it."""
+        with self._lock:
+            if reason is None:
+                self._down.pop(name, None)
+            else:
+                self._down[name] = _one_line(f"{name} unavailable: {reason}")
+        self._metrics.set_ready(self.readiness()[0])
 
     def fail_configuration(self, reason: str) -> None:
         """Work stopped by wrong configuration (401/403): not ready from now on, whatever comes."""
@@ -116,7 +128,11 @@ class HealthServer:
 
     def readiness(self) -> tuple[bool, str]:
         with self._lock:
-            return (True, "ok") if self._ready else (False, self._reason)
+            if not self._ready or self._config_failure is not None:
+                return False, self._reason
+            if self._down:
+                return False, next(iter(self._down.values()))
+            return True, "ok"
 
     # -- HTTP ---------------------------------------------------------------------------------
     @property

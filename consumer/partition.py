@@ -1,6 +1,7 @@
 """What a member holds for one assigned partition while it owns it. [pure]
 
-Records move through three stages: `staged` (consumed; waiting until the committed dispatch
+Records move through three stages (four when a writer schema must be fetched first:
+`undecoded`): `staged` (consumed; waiting until the committed dispatch
 horizon covers them), the lanes (may be posted), settled (the watermark may pass them). The
 horizon is written into the commit's metadata *before* any record below it is posted, so whoever
 owns the partition next knows which records a crashed owner may have posted: those in
@@ -42,6 +43,7 @@ class PartitionState(Generic[R]):
     watermark: OffsetWatermark = field(default_factory=OffsetWatermark)
     records: dict[int, R] = field(default_factory=dict)  # every unsettled record, for DLQ / parking
     staged: deque[StagedEvent[R]] = field(default_factory=deque)
+    undecoded: deque[R] = field(default_factory=deque)  # waiting for a writer schema, in order
     horizon: int = 0  # dispatch horizon confirmed in a commit's metadata
     dispatched_max: int = -1
     parked: dict[str, ParkedOrder] = field(default_factory=dict)  # order id -> why

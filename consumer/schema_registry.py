@@ -1,162 +1,135 @@
-"""A cached Confluent Schema Registry client. [io: httpx]
+"""The Confluent Schema Registry, through Confluent's own async client. [io: confluent-kafka]
 
-Only the two REST endpoints the product uses:
+confluent-kafka's `AsyncSchemaRegistryClient` speaks the REST API (auth, mTLS, caching, several
+URLs); this module only translates its answers and errors into ours, by what the caller must do:
 
-    GET  /schemas/ids/{id}               -> {"schema": "<JSON string>", "schemaType"?: "AVRO"}
-    POST /subjects/{subject}/versions    {"schema": "<JSON string>"} -> {"id": n}
+- UnknownSchema: the registry has no such id (404), or it is not an Avro record schema
+  (the record is dead-lettered).
+- ConfigurationError: the registry refuses our credentials (401/403) or the schema (409
+  incompatible, 422 invalid) — stop and fix settings or the schema.
+- InfrastructureError: the registry cannot be reached, times out, answers 5xx or garbage —
+  retry later.
 
-The consumer resolves Confluent-framed records through `get_schema` (via `consumer.codec`); the
-publisher and tests `register` schemas. Errors, by what the caller must do:
-
-- UnknownSchema: the id is not in the registry, or is not an Avro record schema (dead-letter).
-- ConfigurationError: the registry refuses us (401/403) or the schema (409 incompatible, 422
-  invalid) — stop and fix settings or the schema.
-- InfrastructureError: the registry cannot be reached or answers 5xx / garbage — retry later.
-
-Credentials in the URL (`https://user:secret@host`) are used for basic auth and never appear in
-errors.
+Messages never hold a secret: the registry's own text is scrubbed of every configured secret.
 """
 
 from __future__ import annotations
 
 import json
-import threading
+import ssl
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
-import httpx
+from confluent_kafka.schema_registry import AsyncSchemaRegistryClient, Schema
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from consumer.errors import ConfigurationError, InfrastructureError, UnknownSchema
-
-_CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-_SETTING = "SCHEMA_REGISTRY_URL"
+from consumer.registry_settings import RegistrySettings
 
 
-class SchemaRegistryClient:
-    """Fetches writer schemas by id (each id once, then from memory) and registers schemas.
+class SchemaRegistry:
+    """Fetches writer schemas by id and registers schemas. Every call is a coroutine: nothing
+    blocks the event loop. Schemas are cached by Confluent's client (an id is asked once).
 
-    Calls block for at most `timeout` seconds per request. Thread-safe. `close()` releases the
-    connection pool (the client is also a context manager); calls after it raise
-    InfrastructureError, except for ids already cached.
+    `max_retries` is the client's own retry count per call (connection errors, 408/429/5xx);
+    the consumer keeps it at 0 and retries itself, so an outage shows in readiness at once.
+    `aclose()` releases the connection pool (also `async with`).
     """
 
     def __init__(
-        self, url: str, *, transport: httpx.BaseTransport | None = None, timeout: float = 10
+        self,
+        settings: RegistrySettings,
+        *,
+        max_retries: int = 0,
+        client: AsyncSchemaRegistryClient | None = None,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"),
-            transport=transport,
-            timeout=timeout,
-            headers={"Accept": f"{_CONTENT_TYPE}, application/json"},
-        )
-        self._cache: dict[int, dict[str, Any]] = {}
-        self._lock = threading.Lock()
+        """Raise ConfigurationError if the TLS material cannot be loaded."""
+        self._settings = settings
+        if client is None:
+            conf = {**settings.client_config(), "max.retries": max_retries}
+            try:
+                client = AsyncSchemaRegistryClient(conf)
+            except (OSError, ssl.SSLError, ValueError, TypeError) as exc:
+                raise ConfigurationError(
+                    f"cannot set up the schema registry client: {self._scrub(str(exc))}",
+                    setting="SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION"
+                    if isinstance(exc, OSError | ssl.SSLError)
+                    else "SCHEMA_REGISTRY_URL",
+                ) from None
+        self._client = client
 
-    def get_schema(self, schema_id: int) -> dict[str, Any]:
-        """The Avro schema (parsed JSON object) registered under `schema_id`.
+    async def get_schema(self, schema_id: int) -> dict[str, Any]:
+        """The Avro schema (parsed JSON object) registered under `schema_id`."""
+        try:
+            schema = await self._client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                reason = f"schema id {schema_id} is not in the schema registry"
+                raise UnknownSchema(reason) from None
+            raise self._translate(exc, f"GET schema id {schema_id}") from None
+        except Exception as exc:
+            raise self._unreachable(exc, f"GET schema id {schema_id}") from None
+        schema_type = schema.schema_type or "AVRO"  # absent means Avro (registry convention)
+        if schema_type != "AVRO":
+            raise UnknownSchema(f"schema id {schema_id} is a {schema_type} schema, not Avro")
+        try:
+            definition = json.loads(schema.schema_str or "")
+        except ValueError:
+            definition = None
+        if not isinstance(definition, dict):
+            raise UnknownSchema(f"schema id {schema_id} is not an Avro record schema")
+        return definition
 
-        Fetched once per id; concurrent callers of the same new id wait for one fetch. Failures are
-        not cached: an id missing now is asked for again next time.
-        """
-        with self._lock:
-            cached = self._cache.get(schema_id)
-            if cached is None:
-                cached = self._fetch(schema_id)
-                self._cache[schema_id] = cached
-            return cached
-
-    def register(self, subject: str, schema: Mapping[str, Any]) -> int:
+    async def register(self, subject: str, schema: Mapping[str, Any]) -> int:
         """Register `schema` under `subject` (idempotent at the registry) and return its id."""
-        response = self._request(
-            "POST",
-            f"/subjects/{quote(subject, safe='')}/versions",
-            content=json.dumps({"schema": json.dumps(schema, separators=(",", ":"))}),
-            headers={"Content-Type": _CONTENT_TYPE},
-            passthrough=(409, 422),
-        )
-        if response.status_code in (409, 422):
-            raise ConfigurationError(
-                f"registry refused the schema for subject {subject!r}"
-                f" ({response.status_code}): {_message(response)}",
-                setting=_SETTING,
-            )
-        schema_id = _json(response).get("id")
+        text = json.dumps(schema, separators=(",", ":"))
+        try:
+            schema_id = await self._client.register_schema(subject, Schema(text, "AVRO"))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code in (409, 422):
+                raise ConfigurationError(
+                    f"registry refused the schema for subject {subject!r}"
+                    f" ({exc.http_status_code}): {self._scrub(exc.error_message)[:200]}",
+                    setting="SCHEMA_REGISTRY_URL",
+                ) from None
+            raise self._translate(exc, f"register subject {subject!r}") from None
+        except Exception as exc:
+            raise self._unreachable(exc, f"register subject {subject!r}") from None
         if not isinstance(schema_id, int):
             raise InfrastructureError(f"registry answered without an id for subject {subject!r}")
         return schema_id
 
-    def close(self) -> None:
-        self._http.close()
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
-    def __enter__(self) -> SchemaRegistryClient:
+    async def __aenter__(self) -> SchemaRegistry:
         return self
 
-    def __exit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        await self.aclose()
 
-    def _fetch(self, schema_id: int) -> dict[str, Any]:
-        response = self._request("GET", f"/schemas/ids/{schema_id}", passthrough=(404,))
-        if response.status_code == 404:
-            raise UnknownSchema(f"schema id {schema_id} is not in the schema registry")
-        body = _json(response)
-        schema_type = body.get("schemaType", "AVRO")  # absent means Avro (registry convention)
-        if schema_type != "AVRO":
-            raise UnknownSchema(f"schema id {schema_id} is a {schema_type} schema, not Avro")
-        text = body.get("schema")
-        try:
-            schema = json.loads(text) if isinstance(text, str) else None
-        except ValueError:
-            schema = None
-        if not isinstance(schema, dict):
-            raise UnknownSchema(f"schema id {schema_id} is not an Avro record schema")
-        return schema
-
-    def _request(
-        self, method: str, path: str, *, passthrough: tuple[int, ...] = (), **kwargs: Any
-    ) -> httpx.Response:
-        """Send; raise for transport failures and error statuses other than `passthrough`."""
-        if self._http.is_closed:
-            raise InfrastructureError("schema registry client is closed")
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise InfrastructureError(f"schema registry {method} {path} failed: {exc!r}") from exc
-        if response.status_code in (401, 403):
-            raise ConfigurationError(
-                f"schema registry refused our credentials ({response.status_code})",
-                setting=_SETTING,
+    def _translate(self, exc: SchemaRegistryError, what: str) -> Exception:
+        status = exc.http_status_code
+        if status in (401, 403):
+            return ConfigurationError(
+                f"schema registry refused our credentials ({status})",
+                setting=self._settings.credentials_setting,
             )
-        if response.status_code >= 400 and response.status_code not in passthrough:
-            raise InfrastructureError(
-                f"schema registry {method} {path} answered {response.status_code}:"
-                f" {_message(response)}"
-            )
-        return response
+        message = self._scrub(str(exc.error_message))[:200]
+        return InfrastructureError(f"schema registry {what} answered {status}: {message}")
 
+    def _unreachable(self, exc: Exception, what: str) -> InfrastructureError:
+        # transport errors (connect, timeout, TLS), and garbage the client could not parse
+        detail = self._scrub(str(exc))[:200]
+        return InfrastructureError(f"schema registry {what} failed: {type(exc).__name__}: {detail}")
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError as exc:
-        reason = f"schema registry answered non-JSON ({response.status_code})"
-        raise InfrastructureError(reason) from exc
-    if not isinstance(body, dict):
-        raise InfrastructureError(f"schema registry answered {type(body).__name__}, not an object")
-    return body
-
-
-def _message(response: httpx.Response) -> str:
-    """The registry's `message`, bounded: error text ends up in logs."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message)[:200] if message is not None else response.text[:200]
+    def _scrub(self, text: str) -> str:
+        for secret in self._settings.secrets():
+            text = text.replace(secret, "***")
+        return text

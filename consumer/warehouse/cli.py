@@ -6,11 +6,12 @@ client are built; everything below gets them handed in.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO, TypeVar
 
@@ -23,12 +24,16 @@ from rich.progress import Progress, TaskID
 from consumer.codec import EventCodec, SchemaStore, event_from_json
 from consumer.config import librdkafka_passthrough
 from consumer.errors import FulfillmentConsumerError
-from consumer.schema_registry import SchemaRegistryClient
+from consumer.events import EventKind
+from consumer.registry_options import pop_registry_settings, schema_registry_options
+from consumer.registry_settings import RegistrySettings
+from consumer.schema_registry import SchemaRegistry
 from consumer.warehouse.encoding import (
     SUBJECT_STRATEGIES,
     Encoder,
     SubjectStrategy,
     confluent_encoder,
+    register_writer_schemas,
 )
 from consumer.warehouse.publisher import (
     EXIT_DELIVERY_FAILED,
@@ -59,7 +64,7 @@ class PublishOptions:
 
     bootstrap_servers: str
     topic: str
-    schema_registry_url: str | None
+    schema_registry: RegistrySettings | None
     subject_strategy: SubjectStrategy
     flush_timeout: float
     progress: bool | None
@@ -70,9 +75,6 @@ _PUBLISH_OPTIONS = (
                  show_default=True, show_envvar=True, help="Kafka brokers."),
     click.option("--topic", envvar="FULFILLMENT_TOPIC", default="warehouse.fulfillment-events",
                  show_default=True, show_envvar=True, help="Topic to produce to."),
-    click.option("--schema-registry-url", envvar="SCHEMA_REGISTRY_URL", show_envvar=True,
-                 help="Confluent framing, schemas registered here [default: Avro single-object "
-                 "encoding, no registry]."),
     click.option("--subject-strategy", type=click.Choice(SUBJECT_STRATEGIES), default="topic",
                  show_default=True, help="Registry subjects: topic = <topic>-value (both "
                  "record types in one subject: needs compatibility NONE there), topic-record = "
@@ -85,10 +87,19 @@ _PUBLISH_OPTIONS = (
 
 
 def publish_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the shared publishing options to a click command."""
+    """Add the shared publishing options to a click command (registry ones too: without
+    SCHEMA_REGISTRY_URL, Avro single-object encoding and no registry)."""
     for option in reversed(_PUBLISH_OPTIONS):
         command = option(command)
-    return command
+    return schema_registry_options(command)
+
+
+def _publish_options(options: dict[str, Any]) -> PublishOptions:
+    try:
+        registry = pop_registry_settings(options)
+    except FulfillmentConsumerError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
+    return PublishOptions(schema_registry=registry, **options)
 
 
 @click.command("publish", epilog=EXIT_STATUS)
@@ -107,7 +118,7 @@ def publish_command(source: BinaryIO, **options: Any) -> None:
     Each valid event is produced keyed by its orderId with an idempotent producer (acks=all), so
     the events of one order land in one partition in file order.
     """
-    settings = PublishOptions(**options)
+    settings = _publish_options(options)
     console = Console(stderr=True)
     size = _file_size(source)
     show = settings.progress if settings.progress is not None else console.is_terminal
@@ -147,7 +158,7 @@ def simulate_command(
     Seeds the orders into the sandbox (--sandbox-url), writes the events as JSON lines in the
     format `publish` reads (--out), and/or publishes them (--publish, with the options below).
     """
-    settings = PublishOptions(**options)
+    settings = _publish_options(options)
     console = Console(stderr=True)
     simulation = simulate(orders, seed, partial_rate=partial_rate)
     _say(console, f"simulated {len(simulation.orders)} orders, {len(simulation.events)} events")
@@ -187,34 +198,41 @@ def run_publish(
         "acks": "all",
     }
     codec = EventCodec(SchemaStore.load_default())
-    with ExitStack() as stack:
-        try:
-            producer = Producer(config)
-            encode: Encoder = codec.encode_single_object
-            if settings.schema_registry_url:
-                registry = stack.enter_context(SchemaRegistryClient(settings.schema_registry_url))
-                encode = confluent_encoder(
-                    codec, registry, settings.topic, settings.subject_strategy
-                )
-        except (KafkaException, FulfillmentConsumerError) as exc:
-            _say(console, f"error: nothing published: {exc}")
-            sys.exit(EXIT_DELIVERY_FAILED)
+    try:
+        producer = Producer(config)
+        encode: Encoder = codec.encode_single_object
+        if settings.schema_registry is not None:
+            ids = asyncio.run(_register(codec, settings.schema_registry, settings))
+            encode = confluent_encoder(codec, ids)
+    except (KafkaException, FulfillmentConsumerError) as exc:
+        _say(console, f"error: nothing published: {exc}")
+        sys.exit(EXIT_DELIVERY_FAILED)
 
-        def reporting(items: Iterable[SourceLine | BadLine]) -> Iterator[SourceLine | BadLine]:
-            for item in items:
-                if isinstance(item, BadLine):
-                    _say(console, f"line {item.number}: bad: {item.reason}")
-                yield item
+    def reporting(items: Iterable[SourceLine | BadLine]) -> Iterator[SourceLine | BadLine]:
+        for item in items:
+            if isinstance(item, BadLine):
+                _say(console, f"line {item.number}: bad: {item.reason}")
+            yield item
 
-        publisher = Publisher(
-            producer, settings.topic, encode, flush_timeout=settings.flush_timeout
-        )
-        report = publisher.publish(reporting(lines))
+    publisher = Publisher(
+        producer, settings.topic, encode, flush_timeout=settings.flush_timeout
+    )
+    report = publisher.publish(reporting(lines))
     for failure in report.failures:
         _say(console, f"line {failure.number}: not delivered (order {failure.order_id}, "
                       f"event {failure.event_id}): {failure.reason}")  # fmt: skip
     _say(console, f"{settings.topic}: {report.summary()}")
     return report
+
+
+async def _register(
+    codec: EventCodec, registry_settings: RegistrySettings, settings: PublishOptions
+) -> dict[EventKind, int]:
+    """Up front, before anything is produced (the client retries a flaky registry a few times)."""
+    async with SchemaRegistry(registry_settings, max_retries=2) as registry:
+        return await register_writer_schemas(
+            codec, registry, settings.topic, settings.subject_strategy
+        )
 
 
 def _say(console: Console, text: str) -> None:

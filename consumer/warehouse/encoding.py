@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol, TypeAlias, get_args
 
 from consumer.codec import EventCodec
-from consumer.events import FulfillmentEvent
+from consumer.events import EventKind, FulfillmentEvent
 from consumer.schema_store import full_name
 
 SubjectStrategy: TypeAlias = Literal["topic", "topic-record", "record"]
@@ -28,13 +28,13 @@ Encoder: TypeAlias = Callable[[FulfillmentEvent], bytes]
 
 
 class SchemaRegistrar(Protocol):
-    """`consumer.schema_registry.SchemaRegistryClient.register`: idempotent, returns the id.
+    """`consumer.schema_registry.SchemaRegistry.register`: idempotent, returns the id.
 
     Raises ConfigurationError when the registry refuses the schema or our credentials,
     InfrastructureError when it cannot be reached.
     """
 
-    def register(self, subject: str, schema: Mapping[str, Any]) -> int: ...
+    async def register(self, subject: str, schema: Mapping[str, Any]) -> int: ...
 
 
 def subject_name(topic: str, strategy: SubjectStrategy, schema: Mapping[str, Any]) -> str:
@@ -47,15 +47,18 @@ def subject_name(topic: str, strategy: SubjectStrategy, schema: Mapping[str, Any
     return record
 
 
-def confluent_encoder(
+async def register_writer_schemas(
     codec: EventCodec, registry: SchemaRegistrar, topic: str, strategy: SubjectStrategy = "topic"
-) -> Encoder:
-    """Register every kind's writer schema now (blocks on the registry; may raise as
-    `SchemaRegistrar` says), then encode with Confluent framing and the id of the event's kind."""
-    ids = {
-        kind: registry.register(subject_name(topic, strategy, schema), schema)
+) -> dict[EventKind, int]:
+    """Register every kind's writer schema (may raise as `SchemaRegistrar` says): kind -> id."""
+    return {
+        kind: await registry.register(subject_name(topic, strategy, schema), schema)
         for kind, schema in sorted(codec.writer_schemas().items())
     }
+
+
+def confluent_encoder(codec: EventCodec, ids: Mapping[EventKind, int]) -> Encoder:
+    """Encode with Confluent framing and the registered id of the event's kind."""
 
     def encode(event: FulfillmentEvent) -> bytes:
         return codec.encode_confluent(event, ids[event.kind])

@@ -114,6 +114,23 @@ def test_readyz_stays_503_after_a_configuration_failure(
     assert f"{PREFIX}configuration_failure 1.0" in metrics.render().decode()
 
 
+def test_readyz_is_503_while_a_dependency_is_down_even_across_a_join(
+    server: HealthServer, client: httpx.Client, metrics: Metrics
+) -> None:
+    server.set_ready(True, None)
+    server.set_dependency_down("schema registry", "ConnectError: connection refused")
+    server.set_ready(True, None)  # a rebalance's join does not hide the outage
+    answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.text == "schema registry unavailable: ConnectError: connection refused\n"
+    assert member_ready(metrics) == 0
+
+    server.set_dependency_down("schema registry", None)
+
+    assert client.get("/readyz").status_code == 200
+    assert member_ready(metrics) == 1
+
+
 def test_metrics_serves_the_members_own_registry(client: httpx.Client, metrics: Metrics) -> None:
     metrics.record_consumed(4)
     answer = client.get("/metrics")

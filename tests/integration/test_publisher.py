@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
 
 import click
 import httpx
@@ -23,11 +21,13 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from consumer.codec import EventCodec, SchemaStore
 from consumer.config import librdkafka_passthrough
 from consumer.events import FulfillmentEvent
+from consumer.registry_settings import load_registry_settings
 from consumer.sandbox.config import SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.schema_registry import SchemaRegistryClient
+from consumer.schema_registry import SchemaRegistry
 from consumer.warehouse.cli import publish_command, simulate_command
 from consumer.warehouse.simulator import simulate, to_json_lines
+from tests.registry_fake import FakeRegistry
 
 TopicFactory = Callable[..., str]
 
@@ -46,11 +46,25 @@ def consume_all(
     topic: str,
     expected: int,
     *,
-    registry: SchemaRegistryClient | None = None,
+    registry_url: str | None = None,
+    schema_ids: Iterable[int] = (),
     timeout: float = 30.0,
 ) -> list[Consumed]:
-    """Every record of `topic` from the start, decoded, once `expected` arrived (bounded wait)."""
-    codec = EventCodec(SchemaStore.load_default(), registry)
+    """Every record of `topic` from the start, decoded, once `expected` arrived (bounded wait).
+    With a registry, the writer schemas of `schema_ids` are fetched from it first."""
+    codec = EventCodec(SchemaStore.load_default())
+    if registry_url is not None:
+        settings = load_registry_settings(url=registry_url)
+        assert settings is not None
+
+        async def fetched() -> EventCodec:
+            async with SchemaRegistry(settings) as client:
+                with_registry = EventCodec(SchemaStore.load_default(), client)
+                for schema_id in schema_ids:
+                    await with_registry.fetch_schema(schema_id)
+                return with_registry
+
+        codec = asyncio.run(fetched())
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -283,56 +297,6 @@ def test_kafka_variables_become_librdkafka_properties_except_our_own_and_the_scr
     }
 
 
-class FakeRegistry:
-    """The two Schema Registry endpoints the product uses, on a loopback socket, in a thread.
-
-    Every subject accepts every schema (compatibility NONE); ids count from 1, one per distinct
-    schema text, as Confluent's registry does.
-    """
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-        self.subjects: defaultdict[str, list[int]] = defaultdict(list)
-        registry = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                subject = unquote(self.path.removeprefix("/subjects/").removesuffix("/versions"))
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                schema_id = registry.ids.setdefault(body["schema"], len(registry.ids) + 1)
-                registry.subjects[subject].append(schema_id)
-                self.answer({"id": schema_id})
-
-            def do_GET(self) -> None:
-                wanted = int(self.path.removeprefix("/schemas/ids/"))
-                text = next(text for text, i in registry.ids.items() if i == wanted)
-                self.answer({"schema": text})
-
-            def answer(self, body: dict[str, object]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeRegistry:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
-
-
 @pytest.mark.kafka
 @pytest.mark.parametrize(
     ("strategy", "subjects"),
@@ -364,8 +328,13 @@ def test_with_a_schema_registry_records_carry_confluent_framing_and_registered_i
         assert result.exit_code == 0, result.stderr
         assert sorted(registry.subjects) == [s.format(topic=topic) for s in subjects]
         assert len(registry.ids) == 2  # one id per event kind
-        with SchemaRegistryClient(registry.url) as client:
-            records = consume_all(kafka_bootstrap, topic, len(simulation.events), registry=client)
+        records = consume_all(
+            kafka_bootstrap,
+            topic,
+            len(simulation.events),
+            registry_url=registry.url,
+            schema_ids=registry.ids.values(),
+        )
     assert {r.value[0] for r in records} == {0}  # Confluent magic byte
     assert {int.from_bytes(r.value[1:5], "big") for r in records} == set(registry.ids.values())
     assert sorted(r.event.event_id for r in records) == sorted(
@@ -387,6 +356,30 @@ def test_a_schema_registry_that_cannot_be_reached_publishes_nothing_with_exit_2(
     assert result.exit_code == 2
     assert "nothing published" in result.stderr
     assert "schema registry" in result.stderr
+
+
+@pytest.mark.kafka
+def test_publish_registers_with_basic_auth_and_a_wrong_password_publishes_nothing(
+    kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    topic = topic_factory(partitions=1)
+    source = write_lines(tmp_path / "events.jsonl", [shipment_line()])
+    args = [str(source), "--bootstrap-servers", kafka_bootstrap, "--topic", topic]
+
+    with FakeRegistry(basic_auth=("wh", "Right-Pw-31")) as registry:
+        refused = run(publish_command, args, SCHEMA_REGISTRY_URL=registry.url,
+                      SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO="wh:Wrong-Pw-77")  # fmt: skip
+        published = run(publish_command, args, SCHEMA_REGISTRY_URL=registry.url,
+                        SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO="wh:Right-Pw-31")  # fmt: skip
+        records = consume_all(kafka_bootstrap, topic, 1, schema_ids=registry.ids.values(),
+                              registry_url=registry.url_with("wh", "Right-Pw-31"))  # fmt: skip
+
+    assert refused.exit_code == 2
+    assert "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO" in refused.stderr
+    assert "Wrong-Pw-77" not in refused.stderr + refused.stdout
+    assert published.exit_code == 0, published.stderr
+    assert len(registry.ids) == 2
+    assert [r.value[0] for r in records] == [0]  # Confluent framing, decoded with its schema
 
 
 def test_simulate_seeds_every_order_into_the_sandbox_ledger() -> None:

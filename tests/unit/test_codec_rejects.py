@@ -3,6 +3,7 @@ dead-letters by: undecodable, unknown schema, key mismatch, invalid event."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from fastavro import parse_schema, schemaless_writer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.codec import EventCodec, SchemaStore
+from consumer.codec import EventCodec, SchemaNotFetched, SchemaStore
 from consumer.errors import (
     BadInput,
     InfrastructureError,
@@ -38,7 +39,7 @@ HEADER, BODY = VALUE[:10], VALUE[10:]
 
 
 class Unreachable:
-    def get_schema(self, schema_id: int) -> dict[str, object]:
+    async def get_schema(self, schema_id: int) -> dict[str, object]:
         raise InfrastructureError("schema registry GET failed: ConnectError")
 
 
@@ -46,7 +47,7 @@ class Registry:
     def __init__(self, schema: dict[str, object]) -> None:
         self.schema = schema
 
-    def get_schema(self, schema_id: int) -> dict[str, object]:
+    async def get_schema(self, schema_id: int) -> dict[str, object]:
         return self.schema
 
 
@@ -97,7 +98,7 @@ def test_confluent_framing_without_a_registry_is_an_unknown_schema() -> None:
 
 
 class EmptyRegistry:
-    def get_schema(self, schema_id: int) -> dict[str, object]:
+    async def get_schema(self, schema_id: int) -> dict[str, object]:
         raise UnknownSchema(f"schema id {schema_id} is not in the schema registry")
 
 
@@ -105,14 +106,14 @@ def test_an_id_the_registry_does_not_know_is_an_unknown_schema() -> None:
     codec = EventCodec(STORE, EmptyRegistry())
 
     with pytest.raises(UnknownSchema, match="schema id 7 is not in the schema registry"):
-        codec.decode(b"ord_1", CODEC.encode_confluent(SHIPMENT, 7))
+        asyncio.run(codec.decode_fetching(b"ord_1", CODEC.encode_confluent(SHIPMENT, 7)))
 
 
 def test_a_registry_schema_that_is_not_ours_is_an_unknown_schema() -> None:
     codec = EventCodec(STORE, Registry({"type": "record", "name": "other.Thing", "fields": []}))
 
     with pytest.raises(UnknownSchema, match=r"'other\.Thing', not one of ours"):
-        codec.decode(b"ord_1", CODEC.encode_confluent(SHIPMENT, 1))
+        asyncio.run(codec.decode_fetching(b"ord_1", CODEC.encode_confluent(SHIPMENT, 1)))
 
 
 def test_a_registry_schema_we_cannot_read_as_ours_is_an_unknown_schema() -> None:
@@ -121,14 +122,27 @@ def test_a_registry_schema_we_cannot_read_as_ours_is_an_unknown_schema() -> None
     codec = EventCodec(STORE, Registry(incompatible))
 
     with pytest.raises(UnknownSchema, match="cannot be read as ours"):
-        codec.decode(b"ord_1", b"\x00\x00\x00\x00\x01\x02")
+        asyncio.run(codec.decode_fetching(b"ord_1", b"\x00\x00\x00\x00\x01\x02"))
+
+
+def test_a_registry_schema_not_fetched_yet_is_no_bad_input_and_decode_does_not_wait() -> None:
+    registry = Registry(dict(STORE.latest("shipment").definition))
+    codec = EventCodec(STORE, registry)
+    value = CODEC.encode_confluent(SHIPMENT, 4)
+
+    with pytest.raises(SchemaNotFetched) as caught:
+        codec.decode(b"ord_1", value)
+    assert caught.value.schema_id == 4
+    assert not isinstance(caught.value, BadInput)
+    asyncio.run(codec.fetch_schema(4))
+    assert codec.decode(b"ord_1", value).event == SHIPMENT
 
 
 def test_an_unreachable_registry_is_not_bad_input() -> None:
     codec = EventCodec(STORE, Unreachable())
 
     with pytest.raises(InfrastructureError):
-        codec.decode(b"ord_1", CODEC.encode_confluent(SHIPMENT, 1))
+        asyncio.run(codec.decode_fetching(b"ord_1", CODEC.encode_confluent(SHIPMENT, 1)))
 
 
 @pytest.mark.parametrize(

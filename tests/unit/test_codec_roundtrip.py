@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.codec import (
+    DecodedEvent,
     EventCodec,
     SchemaStore,
     SchemaVersion,
@@ -39,11 +41,15 @@ class SchemaIds:
         self.schemas = dict(schemas)
         self.calls: list[int] = []
 
-    def get_schema(self, schema_id: int) -> Mapping[str, Any]:
+    async def get_schema(self, schema_id: int) -> Mapping[str, Any]:
         self.calls.append(schema_id)
         if schema_id not in self.schemas:
             raise UnknownSchema(f"schema id {schema_id} is not in the schema registry")
         return self.schemas[schema_id]
+
+
+def fetching(codec: EventCodec, key: bytes, value: bytes) -> DecodedEvent:
+    return asyncio.run(codec.decode_fetching(key, value))
 
 
 def _key(event: FulfillmentEvent) -> bytes:
@@ -75,7 +81,7 @@ def test_events_round_trip_with_confluent_framing(event: FulfillmentEvent, schem
     registry = SchemaIds({schema_id: STORE.latest(event.kind).definition})
     codec = EventCodec(STORE, registry)
 
-    decoded = codec.decode(_key(event), codec.encode_confluent(event, schema_id))
+    decoded = fetching(codec, _key(event), codec.encode_confluent(event, schema_id))
 
     assert decoded.event == event
     assert (decoded.encoding, decoded.schema_id) == ("confluent", schema_id)
@@ -88,7 +94,7 @@ def test_module_level_encoders_write_what_the_codec_reads(event: FulfillmentEven
     codec = EventCodec(STORE, SchemaIds({5: STORE.latest(event.kind).definition}))
 
     assert codec.decode(_key(event), encode_single_object(event)).event == event
-    assert codec.decode(_key(event), encode_confluent(event, 5)).event == event
+    assert fetching(codec, _key(event), encode_confluent(event, 5)).event == event
 
 
 def test_registry_schemas_are_fetched_once_per_id() -> None:
@@ -105,7 +111,7 @@ def test_registry_schemas_are_fetched_once_per_id() -> None:
         }
     )
     for _ in range(3):
-        codec.decode(b"o", codec.encode_confluent(event, 9))
+        fetching(codec, b"o", codec.encode_confluent(event, 9))
 
     assert registry.calls == [9]
 
@@ -129,7 +135,7 @@ def test_a_registry_schema_that_differs_from_ours_still_decodes_without_a_versio
     )
     body = writer.encode_single_object(event)[10:]
 
-    decoded = codec.decode(b"o", b"\x00" + (3).to_bytes(4, "big") + body)
+    decoded = fetching(codec, b"o", b"\x00" + (3).to_bytes(4, "big") + body)
 
     assert decoded.event == event
     assert decoded.schema_version is None

@@ -45,7 +45,7 @@ def build(environ: Mapping[str, str] | None = None, **overrides: Any) -> Setting
         "dr_api_version": "2021-12-13",
         "dr_timeout": 15.0,
         "allow_insecure_http": False,
-        "schema_registry_url": None,
+        "schema_registry": None,
         "max_in_flight": 256,
         "max_buffered_per_partition": 5000,
         "commit_interval": 1.0,
@@ -110,7 +110,6 @@ def key_file(tmp_path: Path, content: str) -> str:
         ({"dr_api_url": "api.digitalriver.com"}, "DR_API_URL"),
         ({"dr_api_url": "http://api.digitalriver.com"}, "DR_API_URL"),
         ({"dr_api_url": "http://sandbox:8080"}, "DR_API_URL"),
-        ({"schema_registry_url": "registry:8081"}, "SCHEMA_REGISTRY_URL"),
     ],
     ids=case_id,
 )
@@ -340,6 +339,13 @@ _OUR_VARIABLES = (
     "DR_TIMEOUT_SECONDS",
     "DR_ALLOW_INSECURE_HTTP",
     "SCHEMA_REGISTRY_URL",
+    "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+    "SCHEMA_REGISTRY_BEARER_AUTH_TOKEN",
+    "SCHEMA_REGISTRY_BEARER_AUTH_LOGICAL_CLUSTER",
+    "SCHEMA_REGISTRY_SSL_CA_LOCATION",
+    "SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION",
+    "SCHEMA_REGISTRY_SSL_KEY_LOCATION",
+    "SCHEMA_REGISTRY_SSL_KEY_PASSWORD",
     "MAX_IN_FLIGHT_ORDERS",
     "MAX_BUFFERED_PER_PARTITION",
     "COMMIT_INTERVAL_SECONDS",
@@ -376,6 +382,48 @@ def test_print_config_prints_the_settings_as_json_with_the_key_masked() -> None:
     assert KAFKA_PASSWORD not in result.output
 
 
+REGISTRY_PASSWORD = "sr-Pw-Distinctive-55zq"
+REGISTRY_TOKEN = "sr-Token-Distinctive-19kd"
+
+
+@pytest.mark.parametrize(
+    ("env", "shown"),
+    [
+        (
+            {"SCHEMA_REGISTRY_URL": f"https://fc:{REGISTRY_PASSWORD}@sr.example:8081"},
+            {"url": "https://fc:***@sr.example:8081", "basic_auth_user_info": None},
+        ),
+        (
+            {
+                "SCHEMA_REGISTRY_URL": "https://sr.example",
+                "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": f"fc:{REGISTRY_PASSWORD}",
+            },
+            {"url": "https://sr.example", "basic_auth_user_info": "fc:***"},
+        ),
+        (
+            {
+                "SCHEMA_REGISTRY_URL": "https://sr.example",
+                "SCHEMA_REGISTRY_BEARER_AUTH_TOKEN": REGISTRY_TOKEN,
+                "SCHEMA_REGISTRY_SSL_KEY_PASSWORD": REGISTRY_PASSWORD,
+                "SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION": __file__,
+            },
+            {"bearer_auth_token": "***", "ssl_key_password": "***"},
+        ),
+    ],
+    ids=["url-credentials", "user-info", "token-and-key-password"],
+)
+def test_print_config_masks_every_schema_registry_credential(
+    env: dict[str, str], shown: dict[str, object]
+) -> None:
+    result = invoke(["run", "--print-config"], {"DR_API_KEY": LIVE_KEY, **env})
+
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)["schema_registry"]
+    assert {k: printed[k] for k in shown} == shown
+    assert REGISTRY_PASSWORD not in result.output
+    assert REGISTRY_TOKEN not in result.output
+
+
 def test_print_config_reads_the_key_from_dr_api_key_file(tmp_path: Path) -> None:
     env = {"DR_API_KEY_FILE": key_file(tmp_path, TEST_KEY + "\n")}
     result = invoke(["run", "--print-config"], env)
@@ -394,6 +442,11 @@ def test_print_config_reads_the_key_from_dr_api_key_file(tmp_path: Path) -> None
         ({"DR_API_KEY": TEST_KEY, "HEALTH_PORT": "70000"}, "HEALTH_PORT"),
         ({"DR_API_KEY": TEST_KEY, "DLQ_TOPIC": "dead letters"}, "DLQ_TOPIC"),
         ({"DR_API_KEY": TEST_KEY, "FULFILLMENT_TOPIC": "a/b"}, "FULFILLMENT_TOPIC"),
+        ({"DR_API_KEY": TEST_KEY, "SCHEMA_REGISTRY_URL": "registry:8081"}, "SCHEMA_REGISTRY_URL"),
+        (
+            {"DR_API_KEY": TEST_KEY, "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "no-colon"},
+            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+        ),
     ],
     ids=case_id,
 )
