@@ -21,7 +21,13 @@ import structlog
 
 from consumer.budget import TokenBucket
 from consumer.codec import EventCodec, SchemaStore
-from consumer.config import Settings, load_settings
+from consumer.config import (
+    ClientRole,
+    Settings,
+    librdkafka_passthrough,
+    load_settings,
+    passthrough_for,
+)
 from consumer.delivery import FulfillmentSender
 from consumer.digitalriver import DigitalRiverClient
 from consumer.engine import Engine
@@ -91,6 +97,15 @@ def kafka_options(fn: Any) -> Any:
         help="Input topic.",
     )(fn)
     return fn
+
+
+def kafka_passthrough(role: ClientRole) -> dict[str, str]:
+    """The KAFKA_* passthrough of the environment for a command's `role` of client; a refused
+    variable is a configuration error (exit 2) naming it."""
+    try:
+        return passthrough_for(librdkafka_passthrough(os.environ), role)
+    except ConfigurationError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
 
 
 @main.command()
@@ -295,7 +310,7 @@ async def _run_member(settings: Settings) -> int:
         health=health,
         side_reader_config={
             "bootstrap.servers": settings.bootstrap_servers,
-            **settings.kafka_extra,
+            **passthrough_for(settings.kafka_extra, "reader"),
         },
         clock=loop.time,
         rng=rng,

@@ -16,7 +16,6 @@ while the group is empty, so a member joining between the check and the commit f
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -29,8 +28,8 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
-from consumer.cli import kafka_options
-from consumer.config import librdkafka_passthrough
+from consumer.cli import kafka_options, kafka_passthrough
+from consumer.config import passthrough_for
 from consumer.reconcile import SuspectRange, decode_commit_metadata, encode_commit_metadata
 from consumer.replay_preview import (
     Span,
@@ -122,7 +121,7 @@ class GroupOffsets:
 
     def active_members(self) -> list[str]:
         """Members of the group if it is not empty (`client-id@host (member-id)`)."""
-        admin = AdminClient({k: v for k, v in self._config.items() if not k.startswith("enable")})
+        admin = AdminClient(passthrough_for(self._config, "producer"))
         try:
             found = admin.describe_consumer_groups([self._group])[self._group].result(TIMEOUT)
         except KafkaException as exc:
@@ -247,7 +246,7 @@ def replay_command(
     named = _partition_list(partitions)
     wanted = preview_request(options) if dry_run else None  # validated before any broker call
     as_json = bool(options["as_json"])
-    config = {"bootstrap.servers": bootstrap_servers, **librdkafka_passthrough(os.environ)}
+    config = {"bootstrap.servers": bootstrap_servers, **kafka_passthrough("reader")}
     console = Console()
     offsets = GroupOffsets(config, topic, group)
     try:
