@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from consumer.errors import ConfigurationError
 
 LogFormat = Literal["auto", "json", "console"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # KAFKA_* variables that are not librdkafka properties: ours, and the Kafka distribution's own
 # script variables (container images often set them).
@@ -181,6 +182,7 @@ class Settings:
     kafka_extra: Mapping[str, str] = field(
         default_factory=dict, repr=False
     )  # may hold sasl.password
+    log_level: str = "INFO"
 
     def masked(self) -> dict[str, object]:
         """Every setting, printable: secrets and passthrough values that look secret are masked."""
@@ -320,6 +322,7 @@ def load_settings(
     log_format: LogFormat,
     environ: Mapping[str, str],
     dlq_max_ratio: float = 0.5,
+    log_level: str = "INFO",
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -340,6 +343,10 @@ def load_settings(
     check_port(health_port, "HEALTH_PORT")
     if not 0 < dlq_max_ratio <= 1:
         raise ConfigurationError(f"must be in (0, 1], got {dlq_max_ratio}", setting="DLQ_MAX_RATIO")
+    if log_level.upper() not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"one of {', '.join(LOG_LEVELS)}, got {log_level!r}", setting="LOG_LEVEL"
+        )
     if schema_registry_url is not None and urlsplit(schema_registry_url).scheme not in (
         "http",
         "https",
@@ -367,4 +374,5 @@ def load_settings(
         log_format=log_format,
         dlq_max_ratio=dlq_max_ratio,
         kafka_extra=librdkafka_passthrough(environ),
+        log_level=log_level.upper(),
     )

@@ -25,7 +25,7 @@ from confluent_kafka import TopicPartition as Tp
 from rich.console import Console
 from rich.table import Table
 
-from consumer.cli import kafka_options, kafka_passthrough
+from consumer.cli import EnvCommand, kafka_options, kafka_passthrough
 from consumer.config import passthrough_for
 from consumer.deadletters import (
     REDRIVE_MARKER_HEADER,
@@ -194,7 +194,7 @@ def mark_redriven(
     return errors
 
 
-@click.command("redrive")
+@click.command("redrive", cls=EnvCommand)
 @kafka_options
 @click.option(
     "--parking-topic", envvar="PARKING_TOPIC", default=None, help="[default: <topic>.parked]"

@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
-from consumer.cli import kafka_options, kafka_passthrough
+from consumer.cli import EnvCommand, kafka_options, kafka_passthrough
 from consumer.config import passthrough_for
 from consumer.reconcile import SuspectRange, decode_commit_metadata, encode_commit_metadata
 from consumer.replay_preview import (
@@ -204,7 +204,7 @@ def _table(topic: str, group: str, moves: Sequence[Move]) -> Table:
     return table
 
 
-@click.command("replay")
+@click.command("replay", cls=EnvCommand)
 @kafka_options
 @click.option("--group", envvar="CONSUMER_GROUP", default="fulfillment-consumer", show_default=True)
 @click.option("--to-earliest", is_flag=True, help="The first record still in each partition.")

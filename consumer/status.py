@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console, Group
 from rich.table import Table
 
-from consumer.cli import kafka_options, kafka_passthrough
+from consumer.cli import EnvCommand, kafka_options, kafka_passthrough
 from consumer.config import check_topic, passthrough_for
 from consumer.errors import ConfigurationError
 from consumer.reconcile import SuspectRange, decode_commit_metadata
@@ -219,7 +219,7 @@ def _ints(values: Sequence[int]) -> str:
     return ",".join(map(str, values)) or "-"
 
 
-@click.command("status")
+@click.command("status", cls=EnvCommand)
 @kafka_options
 @click.option("--group", envvar="CONSUMER_GROUP", default="fulfillment-consumer", show_default=True)
 @click.option("--dlq-topic", envvar="DLQ_TOPIC", default=None, help="[default: <topic>.dlq]")

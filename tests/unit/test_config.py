@@ -346,6 +346,7 @@ _OUR_VARIABLES = (
     "DRAIN_TIMEOUT_SECONDS",
     "HEALTH_PORT",
     "LOG_FORMAT",
+    "LOG_LEVEL",
 )
 
 
