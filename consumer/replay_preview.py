@@ -1,4 +1,4 @@
-"""`replay --dry-run` with Digital River options: what the replay would post. [io]
+"""`replay` without `--execute`, with Digital River options: what the replay would post. [io]
 
 For each partition, members started after the move read [new offset, end): the records below the
 old committed offset again, and those not yet committed. The preview reads those records with a
@@ -314,8 +314,8 @@ def report_dry_run(
             emit_json({**document, "preview": None})
         else:
             console.print(
-                "dry run: nothing committed. Records in [new, horizon) are reconciled with "
-                "Digital River at runtime before any POST."
+                "plan only: nothing committed (add --execute to commit). Records in "
+                "[new, horizon) are reconciled with Digital River at runtime before any POST."
             )
         return
     check_bound(spans, request.max_records)
@@ -346,4 +346,4 @@ def preview_options(fn: Any) -> Any:
     return fn
 
 
-_URL_HELP = "Dry run: ask this Digital River which replayed events it already has."
+_URL_HELP = "Without --execute: ask this Digital River which replayed events it already has."
