@@ -427,9 +427,11 @@ def test_run_ignores_the_service_links_kubernetes_injects() -> None:
     assert json.loads(result.output)["kafka_extra"] == {}
 
 
-@pytest.mark.parametrize("command", ["replay", "status", "redrive"])
+@pytest.mark.parametrize("command", ["replay", "status", "redrive", "publish"])
 def test_every_kafka_command_refuses_an_engine_owned_key_before_connecting(command: str) -> None:
-    args = {"replay": ["--to-earliest"], "status": [], "redrive": ["--all"]}[command]
+    args = {"replay": ["--to-earliest"], "status": [], "redrive": ["--all"], "publish": ["-"]}[
+        command
+    ]
     result = invoke([command, "--bootstrap-servers", "127.0.0.1:1", *args], {"KAFKA_ACKS": "1"})
     assert result.exit_code == 2
     assert "KAFKA_ACKS" in result.output
