@@ -334,7 +334,13 @@ def preview_options(fn: Any) -> Any:
             click.option("--dr-api-url", envvar="DR_API_URL", default=None, help=_URL_HELP),
             click.option("--dr-api-key", envvar="DR_API_KEY", default=None, help="Secret key."),
             click.option("--dr-api-key-file", envvar="DR_API_KEY_FILE", default=None),
-            click.option("--allow-insecure-http", envvar="DR_ALLOW_INSECURE_HTTP", is_flag=True),
+            click.option(
+                "--dr-allow-insecure-http",
+                "--allow-insecure-http",
+                "allow_insecure_http",
+                envvar="DR_ALLOW_INSECURE_HTTP",
+                is_flag=True,
+            ),
             click.option(
                 "--max-records", type=click.IntRange(min=0), default=100_000, show_default=True
             ),

@@ -221,7 +221,14 @@ def _ints(values: Sequence[int]) -> str:
 
 @click.command("status", cls=EnvCommand)
 @kafka_options
-@click.option("--group", envvar="CONSUMER_GROUP", default="fulfillment-consumer", show_default=True)
+@click.option(
+    "--consumer-group",
+    "--group",
+    "group",
+    envvar="CONSUMER_GROUP",
+    default="fulfillment-consumer",
+    show_default=True,
+)
 @click.option("--dlq-topic", envvar="DLQ_TOPIC", default=None, help="[default: <topic>.dlq]")
 @click.option(
     "--parking-topic", envvar="PARKING_TOPIC", default=None, help="[default: <topic>.parked]"

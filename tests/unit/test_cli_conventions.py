@@ -11,6 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from consumer.cli import EXIT_BAD_SETTING, main, run
+from consumer.redrive import redrive_command
+from consumer.replay import replay_command
+from consumer.status import status_command
 
 TEST_KEY = "sk_test_Zq7xDistinctiveSecretValue42"
 
@@ -38,10 +41,22 @@ def test_run_help_shows_each_options_environment_variable() -> None:
         assert f"env var: {option.envvar}" in result.output, option.name
 
 
-@pytest.mark.parametrize("option", _options(), ids=lambda o: str(o.envvar))
-def test_each_flag_is_its_variable_in_kebab_case(option: click.Option) -> None:
+def _operator_options() -> list[tuple[str, click.Option]]:
+    commands = [run, replay_command, status_command, redrive_command]
+    return [
+        (str(command.name), p)
+        for command in commands
+        for p in command.params
+        if isinstance(p, click.Option) and p.envvar
+    ]
+
+
+@pytest.mark.parametrize(
+    ("command", "option"), _operator_options(), ids=lambda v: v if isinstance(v, str) else v.name
+)
+def test_each_flag_is_its_variable_in_kebab_case(command: str, option: click.Option) -> None:
     assert isinstance(option.envvar, str)
-    assert "--" + option.envvar.lower().replace("_", "-") in option.opts
+    assert "--" + option.envvar.lower().replace("_", "-") in option.opts, command
 
 
 @pytest.mark.parametrize(
