@@ -10,10 +10,14 @@ MEMBERS ?= 3
 
 .PHONY: demo test test-all lint bench bench-sandbox kafka-up kafka-down clean
 
+# Test tools are the `dev` dependency group (PEP 735; pip >= 25.1, hence the upgrade first).
+# setuptools notes every editable install of a flat layout ("Editable installation. Please be
+# careful with folders ... same name as your package"): information, not a warning about this
+# project, so it is filtered by its text; real warnings still show.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[sandbox]' --group dev
 	touch $@
 
 $(RUN)/kafka-jars: $(VENV)/.installed deploy/kafka/pom.xml

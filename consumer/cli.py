@@ -18,10 +18,18 @@ from typing import Any
 
 import click
 import structlog
+from click.core import ParameterSource
 
 from consumer.budget import TokenBucket
 from consumer.codec import EventCodec, SchemaStore
-from consumer.config import Settings, load_settings
+from consumer.config import (
+    LOG_LEVELS,
+    ClientRole,
+    Settings,
+    librdkafka_passthrough,
+    load_settings,
+    passthrough_for,
+)
 from consumer.delivery import FulfillmentSender
 from consumer.digitalriver import DigitalRiverClient
 from consumer.engine import Engine
@@ -47,8 +55,47 @@ _LAZY = {
 }
 
 
+EXIT_BAD_SETTING = 2  # as click's usage errors (a bad value in the environment is one too)
+
+
+class BadSetting(click.UsageError):
+    """A setting refused at start; the message names its environment variable."""
+
+    exit_code = EXIT_BAD_SETTING
+
+    def __init__(self, error: ConfigurationError) -> None:
+        super().__init__(f"configuration: {error}")
+
+
+class EnvCommand(click.Command):
+    """A command whose options show their environment variable in --help and whose bad values
+    name that variable, not the flag, when they came from the environment (exit 2)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, click.Option) and param.envvar:
+                param.show_envvar = True
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            param = exc.param
+            if (
+                param is not None
+                and param.name is not None
+                and isinstance(param.envvar, str)
+                and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+            ):
+                exc.param_hint = param.envvar
+            raise
+
+
 class _Commands(click.Group):
     """Built-in commands plus tools imported only when called."""
+
+    command_class = EnvCommand
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *_LAZY])
@@ -78,14 +125,18 @@ def main() -> None:
 
 def kafka_options(fn: Any) -> Any:
     fn = click.option(
+        "--kafka-bootstrap-servers",
         "--bootstrap-servers",
+        "bootstrap_servers",
         envvar="KAFKA_BOOTSTRAP_SERVERS",
         default="127.0.0.1:9092",
         show_default=True,
         help="Kafka brokers. Other KAFKA_* variables go to librdkafka.",
     )(fn)
     fn = click.option(
+        "--fulfillment-topic",
         "--topic",
+        "topic",
         envvar="FULFILLMENT_TOPIC",
         default="warehouse.fulfillment-events",
         show_default=True,
@@ -94,10 +145,21 @@ def kafka_options(fn: Any) -> Any:
     return fn
 
 
+def kafka_passthrough(role: ClientRole) -> dict[str, str]:
+    """The KAFKA_* passthrough of the environment for a command's `role` of client; a refused
+    variable is a configuration error (exit 2) naming it."""
+    try:
+        return passthrough_for(librdkafka_passthrough(os.environ), role)
+    except ConfigurationError as exc:
+        raise BadSetting(exc) from None
+
+
 @main.command()
 @kafka_options
 @click.option(
+    "--consumer-group",
     "--group",
+    "group",
     envvar="CONSUMER_GROUP",
     default="fulfillment-consumer",
     show_default=True,
@@ -139,10 +201,18 @@ def kafka_options(fn: Any) -> Any:
     help="DigitalRiver-Version header; empty to use the key's pinned version.",
 )
 @click.option(
-    "--dr-timeout", envvar="DR_TIMEOUT_SECONDS", type=float, default=15.0, show_default=True
+    "--dr-timeout-seconds",
+    "--dr-timeout",
+    "dr_timeout",
+    envvar="DR_TIMEOUT_SECONDS",
+    type=float,
+    default=15.0,
+    show_default=True,
 )
 @click.option(
+    "--dr-allow-insecure-http",
     "--allow-insecure-http",
+    "allow_insecure_http",
     envvar="DR_ALLOW_INSECURE_HTTP",
     is_flag=True,
     default=False,
@@ -150,7 +220,9 @@ def kafka_options(fn: Any) -> Any:
 )
 @schema_registry_options
 @click.option(
+    "--max-in-flight-orders",
     "--max-in-flight",
+    "max_in_flight",
     envvar="MAX_IN_FLIGHT_ORDERS",
     type=int,
     default=256,
@@ -158,7 +230,9 @@ def kafka_options(fn: Any) -> Any:
     help="Orders with a request in flight at once, per member.",
 )
 @click.option(
+    "--max-buffered-per-partition",
     "--max-buffered",
+    "max_buffered",
     envvar="MAX_BUFFERED_PER_PARTITION",
     type=int,
     default=5000,
@@ -166,14 +240,18 @@ def kafka_options(fn: Any) -> Any:
     help="Unsettled records per partition before it is paused.",
 )
 @click.option(
+    "--commit-interval-seconds",
     "--commit-interval",
+    "commit_interval",
     envvar="COMMIT_INTERVAL_SECONDS",
     type=float,
     default=1.0,
     show_default=True,
 )
 @click.option(
+    "--drain-timeout-seconds",
     "--drain-timeout",
+    "drain_timeout",
     envvar="DRAIN_TIMEOUT_SECONDS",
     type=float,
     default=20.0,
@@ -203,6 +281,13 @@ def kafka_options(fn: Any) -> Any:
     default="auto",
     show_default=True,
 )
+@click.option(
+    "--log-level",
+    envvar="LOG_LEVEL",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
 @click.option("--print-config", is_flag=True, help="Print the settings (secrets masked) and exit.")
 def run(**options: Any) -> None:
     """Run one member of the consumer group until SIGTERM/SIGINT."""
@@ -211,7 +296,7 @@ def run(**options: Any) -> None:
     if options["print_config"]:
         click.echo(json.dumps(settings.masked(), indent=2, default=str))
         return
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     code = asyncio.run(_run_member(settings))
     sys.exit(code)
 
@@ -241,10 +326,11 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             health_port=options["health_port"],
             log_format=options["log_format"],
             dlq_max_ratio=options["dlq_max_ratio"],
+            log_level=options["log_level"],
             environ=os.environ,
         )
     except ConfigurationError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise BadSetting(exc) from None
 
 
 async def _run_member(settings: Settings) -> int:
@@ -293,7 +379,7 @@ async def _run_member(settings: Settings) -> int:
         health=health,
         side_reader_config={
             "bootstrap.servers": settings.bootstrap_servers,
-            **settings.kafka_extra,
+            **passthrough_for(settings.kafka_extra, "reader"),
         },
         clock=loop.time,
         rng=rng,

@@ -8,10 +8,11 @@ names the environment variable. The key is a `Secret`: it never shows in repr, l
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from consumer.errors import ConfigurationError
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # registry_settings imports Secret from here
     from consumer.registry_settings import RegistrySettings
 
 LogFormat = Literal["auto", "json", "console"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # KAFKA_* variables that are not librdkafka properties: ours, and the Kafka distribution's own
 # script variables (container images often set them).
@@ -36,6 +38,101 @@ _NOT_PASSTHROUGH = frozenset(
         "KAFKA_DEBUG",
     }
 )
+# librdkafka properties the engine sets itself: a passthrough value would break a promise, so
+# `librdkafka_passthrough` refuses it (naming the variable). A key that gets a named setting of
+# its own (its KAFKA_* variable in _NOT_PASSTHROUGH, as KAFKA_BOOTSTRAP_SERVERS) is never looked
+# up here.
+ENGINE_OWNED_KEYS: Mapping[str, str] = {
+    "metadata.broker.list": "use KAFKA_BOOTSTRAP_SERVERS",  # (bootstrap.servers' alias)
+    "group.id": "use CONSUMER_GROUP",
+    "enable.auto.commit": "the engine commits only settled offsets",
+    "auto.commit.enable": "the engine commits only settled offsets",
+    "enable.auto.offset.store": "the engine stores only settled offsets",
+    "partition.assignment.strategy": "the engine relies on cooperative (incremental) rebalancing",
+    "group.protocol": "the engine relies on cooperative (incremental) rebalancing",
+    "enable.idempotence": "side topics keep each partition's order only with idempotence",
+    "acks": "side-topic writes count only once every in-sync replica has them (acks=all)",
+    "request.required.acks": "side-topic writes count only once every in-sync replica has them",
+}
+# What Kubernetes injects for every Service in the namespace (enableServiceLinks): a Service
+# named kafka or kafka-... gives KAFKA_SERVICE_HOST, KAFKA_PORT=tcp://..., KAFKA_PORT_9092_TCP_ADDR.
+_SERVICE_LINK = re.compile(
+    r"KAFKA_(?:[A-Z0-9_]+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
+    r"|PORT|PORT_[0-9]+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)"
+)
+# Group membership: only a member's consumer may carry these; a consumer that never joins (side
+# readers, replay) would be taken for a member (group.instance.id) or warned about them.
+MEMBERSHIP_KEYS = frozenset(
+    {
+        "group.instance.id",
+        "partition.assignment.strategy",
+        "group.protocol",
+        "group.protocol.type",
+        "group.remote.assignor",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "coordinator.query.interval.ms",
+        "max.poll.interval.ms",
+    }
+)
+# librdkafka's consumer-only (C) and producer-only (P) properties (its CONFIGURATION.md): the
+# other kind of client logs a warning for each and ignores it.
+CONSUMER_ONLY_KEYS = MEMBERSHIP_KEYS | {
+    "group.id",
+    "enable.auto.commit",
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "auto.offset.reset",
+    "consume.callback.max.messages",
+}
+PRODUCER_ONLY_KEYS = frozenset(
+    {
+        "transactional.id",
+        "transaction.timeout.ms",
+        "enable.idempotence",
+        "enable.gapless.guarantee",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes",
+        "queue.buffering.max.ms",
+        "linger.ms",
+        "message.send.max.retries",
+        "retries",
+        "queue.buffering.backpressure.threshold",
+        "compression.codec",
+        "compression.type",
+        "compression.level",
+        "batch.num.messages",
+        "batch.size",
+        "delivery.report.only.error",
+        "sticky.partitioning.linger.ms",
+        "request.required.acks",
+        "acks",
+        "request.timeout.ms",
+        "message.timeout.ms",
+        "delivery.timeout.ms",
+        "queuing.strategy",
+        "produce.offset.report",
+        "partitioner",
+    }
+)
+ClientRole = Literal["member", "reader", "producer"]
+V = TypeVar("V")
 LIVE_RATE_LIMIT = 250.0
 TEST_RATE_LIMIT = 25.0
 
@@ -88,6 +185,7 @@ class Settings:
     kafka_extra: Mapping[str, str] = field(
         default_factory=dict, repr=False
     )  # may hold sasl.password
+    log_level: str = "INFO"
 
     def masked(self) -> dict[str, object]:
         """Every setting, printable: secrets and passthrough values that look secret are masked."""
@@ -110,12 +208,34 @@ def _looks_secret(name: str) -> bool:
 
 
 def librdkafka_passthrough(environ: Mapping[str, str]) -> dict[str, str]:
-    """`KAFKA_SECURITY_PROTOCOL=SSL` -> `{"security.protocol": "SSL"}`; ours are excluded."""
-    return {
-        name[len("KAFKA_") :].lower().replace("_", "."): value
-        for name, value in environ.items()
-        if name.startswith("KAFKA_") and name not in _NOT_PASSTHROUGH and value != ""
-    }
+    """`KAFKA_SECURITY_PROTOCOL=SSL` -> `{"security.protocol": "SSL"}`.
+
+    Ours, the Kafka distribution's and Kubernetes' service-link variables are skipped; a key in
+    ENGINE_OWNED_KEYS raises ConfigurationError naming its variable.
+    """
+    found: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith("KAFKA_") or name in _NOT_PASSTHROUGH or value == "":
+            continue
+        if _SERVICE_LINK.fullmatch(name):
+            continue
+        key = name[len("KAFKA_") :].lower().replace("_", ".")
+        if key in ENGINE_OWNED_KEYS:
+            raise ConfigurationError(
+                f"{key} is set by the consumer ({ENGINE_OWNED_KEYS[key]}); unset it", setting=name
+            )
+        found[key] = value
+    return found
+
+
+def passthrough_for(extra: Mapping[str, V], role: ClientRole) -> dict[str, V]:
+    """The passthrough keys a client of `role` takes: a group `member`'s consumer, a `reader`
+    (a consumer that never joins a group: side topics, replay, status) or a `producer` (also
+    admin clients). Keys for the other kind of client are dropped instead of warned about."""
+    if role == "producer":
+        return {k: v for k, v in extra.items() if k not in CONSUMER_ONLY_KEYS}
+    dropped = PRODUCER_ONLY_KEYS if role == "member" else PRODUCER_ONLY_KEYS | MEMBERSHIP_KEYS
+    return {k: v for k, v in extra.items() if k not in dropped}
 
 
 def read_api_key(key: str | None, key_file: str | None) -> Secret:
@@ -207,6 +327,7 @@ def load_settings(
     log_format: LogFormat,
     environ: Mapping[str, str],
     dlq_max_ratio: float = 0.5,
+    log_level: str = "INFO",
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -227,6 +348,10 @@ def load_settings(
     check_port(health_port, "HEALTH_PORT")
     if not 0 < dlq_max_ratio <= 1:
         raise ConfigurationError(f"must be in (0, 1], got {dlq_max_ratio}", setting="DLQ_MAX_RATIO")
+    if log_level.upper() not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"one of {', '.join(LOG_LEVELS)}, got {log_level!r}", setting="LOG_LEVEL"
+        )
     return Settings(
         bootstrap_servers=bootstrap_servers,
         topic=topic,
@@ -247,4 +372,5 @@ def load_settings(
         log_format=log_format,
         dlq_max_ratio=dlq_max_ratio,
         kafka_extra=librdkafka_passthrough(environ),
+        log_level=log_level.upper(),
     )

@@ -30,7 +30,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumer.config import Settings
+from consumer.config import Settings, passthrough_for
 from consumer.errors import InfrastructureError
 
 _log = structlog.get_logger("librdkafka")
@@ -80,7 +80,7 @@ def consumer_config(settings: Settings, *, client_id: str | None = None) -> dict
     }
     if client_id:
         config["client.id"] = client_id
-    config.update(settings.kafka_extra)
+    config.update(passthrough_for(settings.kafka_extra, "member"))
     return config
 
 
@@ -92,17 +92,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "linger.ms": 5,
         "logger": _LibrdkafkaLogger(),
     }
-    # passthrough settings that only make sense for a consumer are dropped for the producer
-    consumer_only = (
-        "session.timeout.ms",
-        "heartbeat.interval.ms",
-        "max.poll.interval.ms",
-        "fetch.",
-        "auto.offset",
-    )
-    config.update(
-        {k: v for k, v in settings.kafka_extra.items() if not k.startswith(consumer_only)}
-    )
+    config.update(passthrough_for(settings.kafka_extra, "producer"))
     return config
 
 

@@ -13,7 +13,6 @@ partition is reassigned or the member restarts; until then it parks the redriven
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -26,8 +25,8 @@ from confluent_kafka import TopicPartition as Tp
 from rich.console import Console
 from rich.table import Table
 
-from consumer.cli import kafka_options
-from consumer.config import librdkafka_passthrough
+from consumer.cli import EnvCommand, kafka_options, kafka_passthrough
+from consumer.config import passthrough_for
 from consumer.deadletters import (
     REDRIVE_MARKER_HEADER,
     REDRIVEN_HEADER,
@@ -37,7 +36,6 @@ from consumer.deadletters import (
 )
 
 TIMEOUT = 15.0
-_CONSUMER_ONLY = ("session.", "heartbeat.", "max.poll.", "fetch.", "auto.offset", "group.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +194,7 @@ def mark_redriven(
     return errors
 
 
-@click.command("redrive")
+@click.command("redrive", cls=EnvCommand)
 @kafka_options
 @click.option(
     "--parking-topic", envvar="PARKING_TOPIC", default=None, help="[default: <topic>.parked]"
@@ -223,8 +221,8 @@ def redrive_command(
     """
     if (order_id is None) == (not redrive_all):
         raise click.UsageError("give either --order ORDER_ID or --all")
-    config = {"bootstrap.servers": bootstrap_servers, **librdkafka_passthrough(os.environ)}
-    plain = {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY)}
+    config = {"bootstrap.servers": bootstrap_servers, **kafka_passthrough("reader")}
+    plain = passthrough_for(config, "producer")
     parking = parking_topic or f"{topic}.parked"
     parked = select(read_parked(config, parking), order_id)
     console = Console()

@@ -8,20 +8,21 @@ their events it already has before posting (`consumer.reconcile`): a replay re-a
 horizon; then the partition's end offset stands in for it, the safe upper bound. A group that
 never committed starts fresh, as its members treat it (`SuspectRange`, the one rule for both).
 
-The move is refused (exit 2) while the group has members, like `kafka-consumer-groups
---reset-offsets`: a live member would overwrite the commit with its own on the next interval.
-The commit itself is made by a consumer that never joins the group, which the broker accepts only
-while the group is empty, so a member joining between the check and the commit fails it.
+Like `kafka-consumer-groups --reset-offsets`, it shows the plan and changes nothing unless
+`--execute` is given, and the move is refused (exit 2) while the group has members: a live
+member would overwrite the commit with its own on the next interval. The commit itself is made
+by a consumer that never joins the group, which the broker accepts only while the group is
+empty, so a member joining between the check and the commit fails it.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import click
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -29,8 +30,8 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
-from consumer.cli import kafka_options
-from consumer.config import librdkafka_passthrough
+from consumer.cli import EnvCommand, kafka_options, kafka_passthrough
+from consumer.config import passthrough_for
 from consumer.reconcile import SuspectRange, decode_commit_metadata, encode_commit_metadata
 from consumer.replay_preview import (
     Span,
@@ -39,9 +40,17 @@ from consumer.replay_preview import (
     preview_request,
     report_dry_run,
 )
+from consumer.replay_targets import (
+    offsets_csv,
+    parse_duration,
+    parse_partitions,
+    read_offsets_csv,
+    split_topic,
+)
 
 IDLE_STATES = frozenset({"EMPTY", "DEAD"})
 TIMEOUT = 15.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +103,11 @@ def resolver(
     to_offset: int | None,
     shift_by: int | None,
     timestamps: dict[int, int] | None,
+    targets: Mapping[int, int] | None = None,
 ) -> Resolver:
-    """The target offset of each partition, from exactly one of the `--to-*`/`--shift-by`."""
+    """The target offset of each partition, from exactly one of the `--to-*`/`--shift-by`
+    (--to-current is a shift by 0), `timestamps` (--to-datetime, --by-duration) or `targets`
+    (--from-file)."""
     if to_earliest:
         return lambda p: p.low
     if to_latest:
@@ -104,9 +116,10 @@ def resolver(
         return lambda p: to_offset
     if shift_by is not None:
         return lambda p: (p.low if p.committed is None else p.committed) + shift_by
-    assert timestamps is not None
+    found = targets if targets is not None else timestamps
+    assert found is not None
     # offsets_for_times answers -1 when no record is that recent: the end
-    return lambda p: timestamps[p.partition] if timestamps[p.partition] >= 0 else p.high
+    return lambda p: found[p.partition] if found[p.partition] >= 0 else p.high
 
 
 class GroupOffsets:
@@ -122,7 +135,7 @@ class GroupOffsets:
 
     def active_members(self) -> list[str]:
         """Members of the group if it is not empty (`client-id@host (member-id)`)."""
-        admin = AdminClient({k: v for k, v in self._config.items() if not k.startswith("enable")})
+        admin = AdminClient(passthrough_for(self._config, "producer"))
         try:
             found = admin.describe_consumer_groups([self._group])[self._group].result(TIMEOUT)
         except KafkaException as exc:
@@ -177,13 +190,49 @@ class GroupOffsets:
         self._consumer.close()
 
 
-def _partition_list(text: str | None) -> list[int] | None:
-    if not text:
-        return None
+def _operator_input(parse: Callable[[], T], option: str) -> T:
     try:
-        return sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise click.BadParameter(f"expected numbers like 0,3,5, got {text!r}") from None
+        return parse()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """The topic, the partitions named (None: all) and --from-file's offsets."""
+
+    topic: str
+    partitions: list[int] | None
+    targets: Mapping[int, int] | None
+
+
+def _selection(
+    topic_option: str, partitions: str | None, from_file: TextIO | None, group: str
+) -> _Selection:
+    topic, named = _operator_input(lambda: split_topic(topic_option), "--topic")
+    if partitions:
+        if named is not None:
+            raise click.UsageError("give the partitions once: --topic TOPIC:0,3 or --partitions")
+        named = _operator_input(lambda: parse_partitions(partitions), "--partitions")
+    if from_file is None:
+        return _Selection(topic, named, None)
+    if named is not None:
+        raise click.UsageError("--from-file names its own partitions")
+    text = from_file.read()
+    targets = _operator_input(
+        lambda: read_offsets_csv(text, topic=topic, group=group), "--from-file"
+    )
+    return _Selection(topic, sorted(targets), targets)
+
+
+def _since_ms(to_datetime: str | None, by_duration: str | None, now: float) -> int | None:
+    """The moment of --to-datetime or --by-duration (before `now`, in s), in ms."""
+    if to_datetime is not None:
+        return _timestamp_ms(to_datetime)
+    if by_duration is not None:
+        duration = _operator_input(lambda: parse_duration(by_duration), "--by-duration")
+        return int((now - duration.total_seconds()) * 1000)
+    return None
 
 
 def _timestamp_ms(text: str) -> int:
@@ -205,16 +254,46 @@ def _table(topic: str, group: str, moves: Sequence[Move]) -> Table:
     return table
 
 
-@click.command("replay")
+def _report_commit(document: dict[str, object], count: int, *, as_json: bool, export: bool) -> None:
+    if as_json:
+        emit_json(document | {"committed": True})
+    else:  # after --export's CSV on stdout: on stderr
+        Console(stderr=export).print(
+            f"committed {count} partition(s); start the members to reprocess"
+        )
+
+
+@click.command("replay", cls=EnvCommand)
 @kafka_options
-@click.option("--group", envvar="CONSUMER_GROUP", default="fulfillment-consumer", show_default=True)
+@click.option(
+    "--consumer-group",
+    "--group",
+    "group",
+    envvar="CONSUMER_GROUP",
+    default="fulfillment-consumer",
+    show_default=True,
+)
 @click.option("--to-earliest", is_flag=True, help="The first record still in each partition.")
 @click.option("--to-latest", is_flag=True, help="The end: skip everything not yet committed.")
+@click.option("--to-current", is_flag=True, help="Where the group is (rewrites the commit only).")
 @click.option("--to-offset", type=int, default=None, help="This offset (clamped to the records).")
 @click.option("--to-datetime", default=None, help="First record at or after (ISO 8601, UTC).")
+@click.option("--by-duration", default=None, help="First record of the last PT1H, P1DT12H, ...")
 @click.option("--shift-by", type=int, default=None, help="Move by N (negative: back).")
-@click.option("--partitions", default=None, help="Comma-separated, e.g. 0,3,5 [default: all].")
-@click.option("--dry-run", is_flag=True, help="Show the plan, commit nothing.")
+@click.option(
+    "--from-file",
+    type=click.File("r"),
+    default=None,
+    help="Offsets in Kafka's CSV (topic,partition,offset lines), e.g. from --export.",
+)
+@click.option(
+    "--partitions",
+    default=None,
+    help="Comma-separated, e.g. 0,3,5 (or --topic TOPIC:0,3,5) [default: all].",
+)
+@click.option("--execute", is_flag=True, help="Commit the plan. Without it nothing changes.")
+@click.option("--dry-run", is_flag=True, help="Show the plan only (as without --execute).")
+@click.option("--export", is_flag=True, help="Print the plan as Kafka's CSV instead of a table.")
 @preview_options
 def replay_command(
     *,
@@ -223,31 +302,44 @@ def replay_command(
     group: str,
     to_earliest: bool,
     to_latest: bool,
+    to_current: bool,
     to_offset: int | None,
     to_datetime: str | None,
+    by_duration: str | None,
     shift_by: int | None,
+    from_file: TextIO | None,
     partitions: str | None,
+    execute: bool,
     dry_run: bool,
+    export: bool,
     **options: Any,
 ) -> None:
-    """Move the group's committed offsets; the members reprocess from there.
+    """Plan a move of the group's committed offsets; with --execute, commit it.
 
-    Stop every member first (refused with exit 2 otherwise). Each new commit keeps the old
-    dispatch horizon, so records the group already passed are reconciled with Digital River at
-    runtime before any POST: replayed events that Digital River has are settled, not re-applied.
+    As `kafka-consumer-groups --reset-offsets`: the plan is shown and nothing changes unless
+    --execute is given. Stop every member first (refused with exit 2 otherwise). Each new
+    commit keeps the old dispatch horizon, so records the group already passed are reconciled
+    with Digital River at runtime before any POST: replayed events it has are not re-applied.
 
-    With --dry-run and --dr-api-url, the records to be read again are decoded and looked up at
-    Digital River: per partition, how many it already has and how many would be posted.
+    Without --execute and with --dr-api-url, the records to be read again are decoded and
+    looked up at Digital River: per partition, how many it already has and how many would be
+    posted.
     """
-    chosen = [to_earliest, to_latest, to_offset is not None, to_datetime, shift_by is not None]
+    chosen = (to_earliest, to_latest, to_current, to_offset is not None, to_datetime,
+              by_duration, shift_by is not None, from_file)  # fmt: skip
     if sum(map(bool, chosen)) != 1:
         raise click.UsageError(
-            "give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by"
+            "give exactly one of --to-earliest, --to-latest, --to-current, --to-offset, "
+            "--to-datetime, --by-duration, --shift-by, --from-file"
         )
-    named = _partition_list(partitions)
-    wanted = preview_request(options) if dry_run else None  # validated before any broker call
+    if execute and dry_run:
+        raise click.UsageError("give --execute or --dry-run, not both")
+    chosen_partitions = _selection(topic, partitions, from_file, group)
+    topic, named = chosen_partitions.topic, chosen_partitions.partitions
+    since_ms = _since_ms(to_datetime, by_duration, time.time())
+    wanted = None if execute else preview_request(options)  # validated before any broker call
     as_json = bool(options["as_json"])
-    config = {"bootstrap.servers": bootstrap_servers, **librdkafka_passthrough(os.environ)}
+    config = {"bootstrap.servers": bootstrap_servers, **kafka_passthrough("reader")}
     console = Console()
     offsets = GroupOffsets(config, topic, group)
     try:
@@ -263,35 +355,35 @@ def replay_command(
         if unknown:
             raise click.BadParameter(f"{topic} has no partition {unknown}")
         selected = named or existing
-        times = None
-        if to_datetime is not None:
-            times = offsets.offsets_for_time(selected, _timestamp_ms(to_datetime))
+        times = None if since_ms is None else offsets.offsets_for_time(selected, since_ms)
         to = resolver(
             to_earliest=to_earliest,
             to_latest=to_latest,
             to_offset=to_offset,
-            shift_by=shift_by,
+            shift_by=0 if to_current else shift_by,  # a group that never committed: the start
             timestamps=times,
+            targets=chosen_partitions.targets,
         )
         moves = [plan_move(p, to(p)) for p in offsets.read(selected)]
         document: dict[str, object] = {
             "topic": topic,
             "group": group,
-            "dry_run": dry_run,
+            "dry_run": not execute,
             "moves": [asdict(m) | {"reread": m.reread} for m in moves],
         }
-        if not as_json:
+        if export:
+            click.echo(offsets_csv(topic, ((m.partition, m.new) for m in moves)), nl=False)
+        elif not as_json:
             console.print(_table(topic, group, moves))
-        if wanted is not None:
+        if wanted is not None and export:
+            click.echo("plan only: nothing committed (add --execute to commit)", err=True)
+        elif wanted is not None:
             spans = [m.span for m in moves]
             report_dry_run(
                 console, wanted, config=config, topic=topic, document=document, spans=spans
             )
-            return
-        offsets.commit(moves)
-        if as_json:
-            emit_json(document | {"committed": True})
         else:
-            console.print(f"committed {len(moves)} partition(s); start the members to reprocess")
+            offsets.commit(moves)
+            _report_commit(document, len(moves), as_json=as_json and not export, export=export)
     finally:
         offsets.close()

@@ -1,4 +1,4 @@
-"""`replay --dry-run` with Digital River options: what the replay would post. [io]
+"""`replay` without `--execute`, with Digital River options: what the replay would post. [io]
 
 For each partition, members started after the move read [new offset, end): the records below the
 old committed offset again, and those not yet committed. The preview reads those records with a
@@ -314,8 +314,8 @@ def report_dry_run(
             emit_json({**document, "preview": None})
         else:
             console.print(
-                "dry run: nothing committed. Records in [new, horizon) are reconciled with "
-                "Digital River at runtime before any POST."
+                "plan only: nothing committed (add --execute to commit). Records in "
+                "[new, horizon) are reconciled with Digital River at runtime before any POST."
             )
         return
     check_bound(spans, request.max_records)
@@ -334,7 +334,13 @@ def preview_options(fn: Any) -> Any:
             click.option("--dr-api-url", envvar="DR_API_URL", default=None, help=_URL_HELP),
             click.option("--dr-api-key", envvar="DR_API_KEY", default=None, help="Secret key."),
             click.option("--dr-api-key-file", envvar="DR_API_KEY_FILE", default=None),
-            click.option("--allow-insecure-http", envvar="DR_ALLOW_INSECURE_HTTP", is_flag=True),
+            click.option(
+                "--dr-allow-insecure-http",
+                "--allow-insecure-http",
+                "allow_insecure_http",
+                envvar="DR_ALLOW_INSECURE_HTTP",
+                is_flag=True,
+            ),
             click.option(
                 "--max-records", type=click.IntRange(min=0), default=100_000, show_default=True
             ),
@@ -346,4 +352,4 @@ def preview_options(fn: Any) -> Any:
     return fn
 
 
-_URL_HELP = "Dry run: ask this Digital River which replayed events it already has."
+_URL_HELP = "Without --execute: ask this Digital River which replayed events it already has."

@@ -14,7 +14,6 @@ Read only: nothing joins the group and nothing is committed.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -27,8 +26,8 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console, Group
 from rich.table import Table
 
-from consumer.cli import kafka_options
-from consumer.config import check_topic, librdkafka_passthrough
+from consumer.cli import EnvCommand, kafka_options, kafka_passthrough
+from consumer.config import check_topic, passthrough_for
 from consumer.errors import ConfigurationError
 from consumer.reconcile import SuspectRange, decode_commit_metadata
 from consumer.replay import TIMEOUT, GroupOffsets, PartitionOffsets
@@ -118,7 +117,7 @@ def collect(
     config: dict[str, Any], topic: str, group: str, side: Mapping[str, str]
 ) -> dict[str, Any]:
     """Ask the brokers once; every call is bounded by TIMEOUT."""
-    admin = AdminClient(config)
+    admin = AdminClient(passthrough_for(config, "producer"))
     try:
         listed = admin.list_topics(timeout=TIMEOUT).topics
     except KafkaException as exc:
@@ -220,9 +219,16 @@ def _ints(values: Sequence[int]) -> str:
     return ",".join(map(str, values)) or "-"
 
 
-@click.command("status")
+@click.command("status", cls=EnvCommand)
 @kafka_options
-@click.option("--group", envvar="CONSUMER_GROUP", default="fulfillment-consumer", show_default=True)
+@click.option(
+    "--consumer-group",
+    "--group",
+    "group",
+    envvar="CONSUMER_GROUP",
+    default="fulfillment-consumer",
+    show_default=True,
+)
 @click.option("--dlq-topic", envvar="DLQ_TOPIC", default=None, help="[default: <topic>.dlq]")
 @click.option(
     "--parking-topic", envvar="PARKING_TOPIC", default=None, help="[default: <topic>.parked]"
@@ -253,7 +259,7 @@ def status_command(
         check_topic(topic, "FULFILLMENT_TOPIC")
     except ConfigurationError as exc:
         raise click.UsageError(f"configuration: {exc}") from None
-    config = {"bootstrap.servers": bootstrap_servers, **librdkafka_passthrough(os.environ)}
+    config = {"bootstrap.servers": bootstrap_servers, **kafka_passthrough("reader")}
     console = Console()
     try:
         while True:

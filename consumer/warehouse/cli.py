@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from consumer.codec import EventCodec, SchemaStore, event_from_json
-from consumer.config import librdkafka_passthrough
+from consumer.config import librdkafka_passthrough, passthrough_for
 from consumer.errors import FulfillmentConsumerError
 from consumer.events import EventKind
 from consumer.registry_options import pop_registry_settings, schema_registry_options
@@ -191,14 +191,15 @@ def run_publish(
 ) -> PublishReport:
     """Build producer and encoder, publish `lines`, report each bad line and failure on
     `console`, then the summary. Exits with status 2 if the settings are refused."""
-    config: dict[str, Any] = {
-        **librdkafka_passthrough(os.environ),
-        "bootstrap.servers": settings.bootstrap_servers,
-        "enable.idempotence": True,  # after the passthrough: ordering depends on these two
-        "acks": "all",
-    }
     codec = EventCodec(SchemaStore.load_default())
     try:
+        config: dict[str, Any] = {
+            # refuses (ConfigurationError) the keys ordering depends on: idempotence, acks
+            **passthrough_for(librdkafka_passthrough(os.environ), "producer"),
+            "bootstrap.servers": settings.bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+        }
         producer = Producer(config)
         encode: Encoder = codec.encode_single_object
         if settings.schema_registry is not None:

@@ -81,7 +81,7 @@ def test_a_full_replay_from_earliest_after_success_posts_no_capture(
     posts_before = _stats(sandbox)["POST /fulfillments"]
     ends = group.end_offsets()
 
-    result = _replay(group, "--to-earliest")
+    result = _replay(group, "--to-earliest", "--execute")
     assert result.exit_code == 0, result.output
     replayed = _committed_with_metadata(group)
     assert replayed == {p: (0, encode_commit_metadata(ends[p])) for p in ends}
@@ -107,7 +107,7 @@ def test_replay_refuses_while_members_are_active(
     wait_until(group.all_committed, 60, "the member commits")
     before = group.committed()
 
-    result = _replay(group, "--to-earliest")
+    result = _replay(group, "--to-earliest", "--execute")
 
     assert result.exit_code == 2
     assert "active members" in result.output
@@ -141,14 +141,14 @@ def test_replay_to_offset_and_shift_by_move_only_the_named_partitions(
     assert dry.exit_code == 0, dry.output
     assert group.committed() == {0: 10, 1: 10, 2: 10, 3: 10}
 
-    assert _replay(group, "--to-offset", "3", "--partitions", "0,2").exit_code == 0
+    assert _replay(group, "--to-offset", "3", "--partitions", "0,2", "--execute").exit_code == 0
     assert group.committed() == {0: 3, 1: 10, 2: 3, 3: 10}
-    assert _replay(group, "--shift-by", "-4", "--partitions", "1").exit_code == 0
-    assert _replay(group, "--shift-by", "-4", "--partitions", "2").exit_code == 0
+    assert _replay(group, "--shift-by", "-4", "--partitions", "1", "--execute").exit_code == 0
+    assert _replay(group, "--shift-by", "-4", "--partitions", "2", "--execute").exit_code == 0
     after = _committed_with_metadata(group)
     horizon = encode_commit_metadata(10)
     assert after == {0: (3, horizon), 1: (6, horizon), 2: (0, horizon), 3: (10, horizon)}
-    assert _replay(group, "--to-offset", "3", "--partitions", "7").exit_code == 2
+    assert _replay(group, "--to-offset", "3", "--partitions", "7", "--execute").exit_code == 2
 
 
 def test_redrive_republishes_an_orders_parked_records_in_order_without_our_headers(

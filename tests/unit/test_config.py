@@ -352,6 +352,7 @@ _OUR_VARIABLES = (
     "DRAIN_TIMEOUT_SECONDS",
     "HEALTH_PORT",
     "LOG_FORMAT",
+    "LOG_LEVEL",
 )
 
 
@@ -457,3 +458,33 @@ def test_run_with_a_bad_setting_exits_non_zero_naming_the_variable(
     assert result.exit_code != 0
     assert variable in result.output
     assert TEST_KEY not in result.output
+
+
+def test_run_refuses_a_passthrough_key_the_engine_owns_naming_the_variable() -> None:
+    result = invoke(
+        ["run", "--print-config"], {"DR_API_KEY": TEST_KEY, "KAFKA_ENABLE_AUTO_COMMIT": "true"}
+    )
+    assert result.exit_code == 2
+    assert "KAFKA_ENABLE_AUTO_COMMIT" in result.output
+
+
+def test_run_ignores_the_service_links_kubernetes_injects() -> None:
+    links = {
+        "KAFKA_SERVICE_HOST": "10.0.0.7",
+        "KAFKA_SERVICE_PORT": "9092",
+        "KAFKA_PORT": "tcp://10.0.0.7:9092",
+        "KAFKA_PORT_9092_TCP_ADDR": "10.0.0.7",
+    }
+    result = invoke(["run", "--print-config"], {"DR_API_KEY": TEST_KEY, **links})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["kafka_extra"] == {}
+
+
+@pytest.mark.parametrize("command", ["replay", "status", "redrive", "publish"])
+def test_every_kafka_command_refuses_an_engine_owned_key_before_connecting(command: str) -> None:
+    args = {"replay": ["--to-earliest"], "status": [], "redrive": ["--all"], "publish": ["-"]}[
+        command
+    ]
+    result = invoke([command, "--bootstrap-servers", "127.0.0.1:1", *args], {"KAFKA_ACKS": "1"})
+    assert result.exit_code == 2
+    assert "KAFKA_ACKS" in result.output

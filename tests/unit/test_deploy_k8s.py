@@ -225,6 +225,12 @@ def test_the_member_runs_unprivileged_as_the_image_user() -> None:
     assert pod["securityContext"]["runAsUser"] == int(user.group(1))
 
 
+def test_the_pod_gets_no_service_link_variables() -> None:
+    # a Service named kafka-... would otherwise inject KAFKA_*_SERVICE_HOST, KAFKA_*_PORT_...
+    pod = by_kind("Deployment")["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False
+
+
 def test_the_member_has_requests_and_limits() -> None:
     resources = container()["resources"]
     for kind in ("requests", "limits"):
