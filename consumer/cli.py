@@ -201,6 +201,14 @@ def kafka_options(fn: Any) -> Any:
     help="Stop (exit 4) when more than this share of the last 200 records were bad.",
 )
 @click.option(
+    "--fencing-lease",
+    envvar="FENCING_LEASE_SECONDS",
+    type=float,
+    default=None,
+    help="Seconds a member may post after its last confirmed poll or commit "
+    "[default: 2/3 of KAFKA_SESSION_TIMEOUT_MS, or of 45 s].",
+)
+@click.option(
     "--log-format",
     envvar="LOG_FORMAT",
     type=click.Choice(["auto", "json", "console"]),
@@ -244,6 +252,7 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             health_port=options["health_port"],
             log_format=options["log_format"],
             dlq_max_ratio=options["dlq_max_ratio"],
+            fencing_lease=options["fencing_lease"],
             environ=os.environ,
         )
     except ConfigurationError as exc:
