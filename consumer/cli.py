@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -271,6 +272,7 @@ async def _run_member(settings: Settings) -> int:
         api_version=settings.dr_api_version,
         timeout=settings.dr_timeout,
         max_connections=settings.max_in_flight + 8,
+        user_agent=f"fulfillment-consumer ({socket.gethostname()}; pid {os.getpid()})",
     )
     rng = random.Random()
     try:

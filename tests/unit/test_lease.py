@@ -81,7 +81,9 @@ def test_the_lease_is_never_valid_longer_than_its_length_after_the_last_confirma
 
 
 @given(st.floats(0, 100), st.floats(0, 100), st.floats(0, 100))
-def test_confirmations_never_move_the_lease_backwards(first: float, second: float, t: float) -> None:
+def test_confirmations_never_move_the_lease_backwards(
+    first: float, second: float, t: float
+) -> None:
     lease = MembershipLease(LENGTH)
     lease.proven(first)
     before = lease.remaining(t)

@@ -40,9 +40,10 @@ def test_large_original_headers_are_dropped_and_their_size_named() -> None:
     big = (("blob", b"x" * (KEPT_HEADER_BYTES + 1)),)
     copy = shrink(b"k", b"v", big + OURS, 1)
     assert _header(copy.headers, "blob") is None
-    assert _header(copy.headers, "fc.truncated.headers_size") == str(
-        KEPT_HEADER_BYTES + 1 + len("blob")
-    ).encode()
+    assert (
+        _header(copy.headers, "fc.truncated.headers_size")
+        == str(KEPT_HEADER_BYTES + 1 + len("blob")).encode()
+    )
 
 
 def test_the_bare_copy_has_no_value_and_only_our_headers() -> None:
