@@ -99,6 +99,7 @@ class Engine(GroupMembership):
         self._breaker = CircuitBreaker()
         self._probe: asyncio.Task[None] | None = None
         self._lease = MembershipLease(settings.fencing_lease)
+        self._lease_was_valid = False
         self._sender.fence_with(lambda: self._lease.valid(self._clock()))
         self._guard = DeadLetterGuard(max_ratio=settings.dlq_max_ratio)
         self._next_gauges = 0.0
@@ -205,15 +206,16 @@ class Engine(GroupMembership):
     # -- fencing -------------------------------------------------------------------------------
     def _renew_lease(self, proven: bool, commit_at: float, consume_at: float) -> None:
         """An accepted commit proves membership; a consume only renews a lease still running."""
-        was_valid = self._lease.valid(self._clock())
         if proven:
             self._lease.proven(commit_at)
         self._lease.heard(consume_at)
-        if self._lease.valid(self._clock()) != was_valid:
-            if was_valid:
-                _log.warning("membership_lease_lapsed", lease_seconds=self._lease.length)
-            else:
+        valid = self._lease.valid(self._clock())
+        if valid != self._lease_was_valid:
+            self._lease_was_valid = valid
+            if valid:
                 _log.info("membership_lease_confirmed", lease_seconds=self._lease.length)
+            else:
+                _log.warning("membership_lease_lapsed", lease_seconds=self._lease.length)
 
     def _proof_commits(self) -> dict[int, tuple[int, str]]:
         """After the lease lapsed: commit every owned partition where it stands. The coordinator
