@@ -133,9 +133,9 @@ class Engine(GroupMembership):
                 if self._lease.lapsed(self._clock()):
                     commits = {**self._proof_commits(), **commits}
                 pause, resume = self._backpressure()
-                idle = not any(
+                idle = not self._lease.valid(self._clock()) or not any(
                     ps.lanes.has_work_ready(self._clock()) for ps in self._partitions.values()
-                )
+                )  # without a lease no work can start: no reason to spin
                 records, committed, commit_at, consume_at = await self._kafka(
                     self._step, commits, pause, resume, IDLE_POLL_SECONDS if idle else 0.0
                 )
