@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from consumer.demo import reconcile
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import seed_sandbox, simulate
+from consumer.warehouse.simulator import Order, OrderLine, Simulation, seed_sandbox, simulate
 from tests.event_builders import shipment
 from tests.integration.group_harness import Group, wait_until
 from tests.integration.records import (
@@ -45,6 +46,14 @@ pytestmark = pytest.mark.kafka
 _figures = logging.getLogger("fencing-figures")  # shown with --log-cli-level=INFO
 
 LEASE_SECONDS = 4.0  # of the 6 s session the harness gives members (FAST_GROUP)
+
+
+def _with_room_for_repeats(sim: Simulation) -> Simulation:
+    orders = tuple(
+        Order(o.id, tuple(OrderLine(line.id, line.sku_id, line.quantity * 2) for line in o.lines))
+        for o in sim.orders
+    )
+    return replace(sim, orders=orders)
 
 
 def _events(log: Path) -> list[dict[str, Any]]:
@@ -80,7 +89,9 @@ def test_a_member_frozen_past_its_session_posts_nothing_for_the_partitions_it_lo
     with SandboxServer(SandboxConfig(strict_orders=True, faults=faults)) as sandbox:
         sim = simulate(150, seed=808)
         with httpx.Client(timeout=30) as client:
-            seed_sandbox(sandbox.url, sim, client)
+            # twice the units ordered: a zombie's repeat would be captured, not refused, so the
+            # ledger would show it
+            seed_sandbox(sandbox.url, _with_room_for_repeats(sim), client)
         group = make_group(
             6,
             sandbox.url,
