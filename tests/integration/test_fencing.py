@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,7 +27,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ConfigResource,
 )
 
-from consumer.demo import reconcile
+from consumer.demo import SANDBOX_KEY, reconcile
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
 from consumer.warehouse.simulator import Order, OrderLine, Simulation, seed_sandbox, simulate
@@ -155,6 +156,37 @@ def test_a_member_frozen_past_its_session_posts_nothing_for_the_partitions_it_lo
     )
 
 
+class KeyHog:
+    """Another client of the same API key that spends its whole rate limit: while it runs, every
+    request of the members is answered 429."""
+
+    def __init__(self, sandbox_url: str) -> None:
+        self._url = f"{sandbox_url}/fulfillments"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> KeyHog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {SANDBOX_KEY}", "Accept": "application/json"}
+        with httpx.Client(timeout=10, headers=headers) as client:
+            while not self._stop.wait(0.1):
+                client.get(self._url, params={"orderId": "ord_hog"})
+
+
+def _member_answered(sandbox_url: str, status: int, after: int) -> bool:
+    return any(
+        r["status"] == status and "fulfillment-consumer (" in (r.get("userAgent") or "")
+        for r in list(sandbox_requests(sandbox_url))[after:]
+    )
+
+
 def test_the_circuit_closes_again_after_a_probe_answered_429(
     make_group: Callable[..., Group], tmp_path: Path
 ) -> None:
@@ -169,22 +201,22 @@ def test_the_circuit_closes_again_after_a_probe_answered_429(
         log = tmp_path / "member-0.log"
         wait_until(lambda: bool(_named(log, "circuit_opened")), 90, "the circuit opens")
 
-        # still down, and now also rate limited: a probe is answered 429
+        # still down, and now another client spends the key's rate limit: a probe gets a 429
         switched = len(list(sandbox_requests(sandbox.url)))
-        httpx.put(f"{sandbox.url}/_admin/faults", json={"rateLimit": 0.2}, timeout=10)
-        wait_until(
-            lambda: any(r["status"] == 429 for r in list(sandbox_requests(sandbox.url))[switched:]),
-            90,
-            "a probe answered 429",
-        )
-        httpx.put(
-            f"{sandbox.url}/_admin/faults", json={"errorRate": 0.0, "rateLimit": 0}, timeout=10
-        )
+        httpx.put(f"{sandbox.url}/_admin/faults", json={"rateLimit": 1}, timeout=10)
+        with KeyHog(sandbox.url):
+            wait_until(
+                lambda: _member_answered(sandbox.url, 429, switched), 120, "a probe answered 429"
+            )
+            # Digital River is back; the hog leaves as well
+            httpx.put(
+                f"{sandbox.url}/_admin/faults", json={"errorRate": 0.0, "rateLimit": 0}, timeout=10
+            )
         wait_until(group.all_committed, 120, "every record committed once Digital River is back")
         assert group.stop_all() == [0]
         result = reconcile(sandbox.url, sim)
 
-    closed = [e for e in _named(log, "circuit_closed")]
+    closed = _named(log, "circuit_closed")
     assert closed, "the circuit closed"
     assert result.mismatches == []
     assert result.duplicate_events == 0
