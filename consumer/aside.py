@@ -1,8 +1,10 @@
 """Records sent aside: bad input to the dead-letter topic, a parked order's events to parking. [io]
 
 Both keep the original key, value and headers and add ours (deadletters.py). A record sent aside
-is settled only once the broker acknowledged it; a failed write is made again (the idempotent
-producer keeps the order).
+is settled only once the broker acknowledged it; a failed write is made again after a pause (the
+idempotent producer keeps the order). A write refused for its size (MSG_SIZE_TOO_LARGE) can never
+succeed: a truncated copy is written instead, then a bare one (oversize.py), so the partition
+moves on.
 """
 
 from __future__ import annotations
@@ -10,19 +12,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
 
 from consumer.deadletters import Headers, ParkedOrder, dead_letter_headers, parking_headers
 from consumer.errors import BadInput
-from consumer.kafka_io import SideTopicWriter, SourceRecord
+from consumer.kafka_io import RECORD_TOO_LARGE, SideTopicWriter, SourceRecord
 from consumer.lanes import PendingEvent
 from consumer.metrics import Metrics, SettleOutcome
+from consumer.oversize import MAX_LEVEL, shrink
 
 _log = structlog.get_logger("aside")
 
+REWRITE_DELAY_SECONDS = 1.0  # a failed write is made again after this (no hot loop)
 Settle = Callable[[Any, int, SettleOutcome], None]
 """settle(partition state, offset, outcome) on the event loop."""
 
@@ -34,6 +38,7 @@ class _Aside:
     record: SourceRecord
     headers: Headers
     outcome: SettleOutcome
+    shrunk: int = 0  # oversize.shrink level: 0 the full copy
 
 
 class AsideWriter:
@@ -124,8 +129,9 @@ class AsideWriter:
             loop.call_soon_threadsafe(self._done, ps, aside, error)
 
         record = aside.record
+        copy = shrink(record.key, record.value, aside.headers, aside.shrunk)
         self._side.produce(
-            aside.topic, record.key, record.value, aside.headers, done, partition=aside.partition
+            aside.topic, copy.key, copy.value, copy.headers, done, partition=aside.partition
         )
 
     def _done(self, ps: Any, aside: _Aside, error: str | None) -> None:
@@ -141,4 +147,18 @@ class AsideWriter:
             offset=aside.record.offset,
             error=error,
         )
-        self._produce(ps, aside)
+        if error.startswith(RECORD_TOO_LARGE) and aside.shrunk < MAX_LEVEL:
+            smaller = replace(aside, shrunk=aside.shrunk + 1)
+            _log.warning(
+                "side_topic_record_truncated",
+                topic=aside.topic,
+                partition=aside.record.partition,
+                offset=aside.record.offset,
+                value_size=len(aside.record.value or b""),
+                level=smaller.shrunk,
+            )
+            self._produce(ps, smaller)
+            return
+        loop = self._loop
+        assert loop is not None
+        loop.call_later(REWRITE_DELAY_SECONDS, self._produce, ps, aside)

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -275,6 +276,14 @@ def kafka_passthrough(role: ClientRole) -> dict[str, str]:
     help="Stop (exit 4) when more than this share of the last 200 records were bad.",
 )
 @click.option(
+    "--fencing-lease",
+    envvar="FENCING_LEASE_SECONDS",
+    type=float,
+    default=None,
+    help="Seconds a member may post after its last confirmed poll or commit "
+    "[default: 2/3 of KAFKA_SESSION_TIMEOUT_MS, or of 45 s].",
+)
+@click.option(
     "--log-format",
     envvar="LOG_FORMAT",
     type=click.Choice(["auto", "json", "console"]),
@@ -327,6 +336,7 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             log_format=options["log_format"],
             dlq_max_ratio=options["dlq_max_ratio"],
             log_level=options["log_level"],
+            fencing_lease=options["fencing_lease"],
             environ=os.environ,
         )
     except ConfigurationError as exc:
@@ -346,6 +356,7 @@ async def _run_member(settings: Settings) -> int:
         api_version=settings.dr_api_version,
         timeout=settings.dr_timeout,
         max_connections=settings.max_in_flight + 8,
+        user_agent=f"fulfillment-consumer ({socket.gethostname()}; pid {os.getpid()})",
     )
     rng = random.Random()
     try:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from consumer.errors import ConfigurationError
+from consumer.lease import derived_lease_seconds
 
 if TYPE_CHECKING:  # registry_settings imports Secret from here
     from consumer.registry_settings import RegistrySettings
@@ -186,6 +187,7 @@ class Settings:
         default_factory=dict, repr=False
     )  # may hold sasl.password
     log_level: str = "INFO"
+    fencing_lease: float = 30.0  # seconds a member may post after its last confirmed poll/commit
 
     def masked(self) -> dict[str, object]:
         """Every setting, printable: secrets and passthrough values that look secret are masked."""
@@ -328,6 +330,7 @@ def load_settings(
     environ: Mapping[str, str],
     dlq_max_ratio: float = 0.5,
     log_level: str = "INFO",
+    fencing_lease: float | None = None,
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -348,6 +351,8 @@ def load_settings(
     check_port(health_port, "HEALTH_PORT")
     if not 0 < dlq_max_ratio <= 1:
         raise ConfigurationError(f"must be in (0, 1], got {dlq_max_ratio}", setting="DLQ_MAX_RATIO")
+    extra = librdkafka_passthrough(environ)
+    lease = _fencing_lease(fencing_lease, extra.get("session.timeout.ms"))
     if log_level.upper() not in LOG_LEVELS:
         raise ConfigurationError(
             f"one of {', '.join(LOG_LEVELS)}, got {log_level!r}", setting="LOG_LEVEL"
@@ -371,6 +376,30 @@ def load_settings(
         health_port=health_port,
         log_format=log_format,
         dlq_max_ratio=dlq_max_ratio,
-        kafka_extra=librdkafka_passthrough(environ),
+        kafka_extra=extra,
         log_level=log_level.upper(),
+        fencing_lease=lease,
     )
+
+
+def _fencing_lease(given: float | None, session_timeout_ms: str | None) -> float:
+    """FENCING_LEASE_SECONDS, else derived from KAFKA_SESSION_TIMEOUT_MS (librdkafka's 45 s when
+    unset; under the KIP-848 protocol the broker's group.consumer.session.timeout.ms rules, and a
+    lower broker setting needs FENCING_LEASE_SECONDS set to match)."""
+    session_ms: int | None = None
+    if session_timeout_ms is not None:
+        if not session_timeout_ms.isdigit() or int(session_timeout_ms) <= 0:
+            raise ConfigurationError(
+                f"not a positive number of milliseconds: {session_timeout_ms!r}",
+                setting="KAFKA_SESSION_TIMEOUT_MS",
+            )
+        session_ms = int(session_timeout_ms)
+    if given is None:
+        return derived_lease_seconds(session_ms)
+    require_positive(given, "FENCING_LEASE_SECONDS")
+    if session_ms is not None and given >= session_ms / 1000:
+        raise ConfigurationError(
+            f"must be shorter than the session timeout ({session_ms} ms), got {given}",
+            setting="FENCING_LEASE_SECONDS",
+        )
+    return given

@@ -76,7 +76,19 @@ class Halt:
     status: int | None
 
 
-Decision = Done | TryLater | ParkOrder | Halt
+@dataclass(frozen=True, slots=True)
+class Fenced:
+    """The member's lease (lease.py) ended before a POST or before acting on a reconcile read:
+    nothing was sent; the member may have lost the partition. The batch waits, reconcile-first."""
+
+    reads: int
+
+
+Decision = Done | TryLater | ParkOrder | Halt | Fenced
+
+
+class _LeaseEnded(Exception):
+    """Raised inside a trip when the member may no longer act for its partitions."""
 
 
 @dataclass(slots=True)
@@ -118,13 +130,31 @@ class FulfillmentSender:
         self._clock = clock
         self._rng = rng
         self._metrics = metrics
+        self._may_act: Callable[[], bool] = lambda: True
 
-    async def send(self, batch: Batch, attempt: int) -> Decision:  # noqa: PLR0911 - an exit per decision
+    def fence_with(self, may_act: Callable[[], bool]) -> None:
+        """`may_act()` is asked right before every POST and before a reconcile read is acted on;
+        False (the member's lease ended) ends the trip with `Fenced`."""
+        self._may_act = may_act
+
+    async def send(self, batch: Batch, attempt: int) -> Decision:
         """Never raises for Digital River's answers; cancellation propagates."""
+        trip = _Trip(batch.entries)
+        try:
+            return await self._send(batch, attempt, trip)
+        except _LeaseEnded:
+            _log.warning(
+                "fulfillment_fenced",
+                partition=batch.partition,
+                order_id=batch.order_id,
+                offsets=list(batch.offsets),
+            )
+            return Fenced(trip.reads)
+
+    async def _send(self, batch: Batch, attempt: int, trip: _Trip) -> Decision:  # noqa: PLR0911 - an exit per decision
         log = _log.bind(
             partition=batch.partition, order_id=batch.order_id, offsets=list(batch.offsets)
         )
-        trip = _Trip(batch.entries)
         if batch.reconcile_first:
             # first attempt: a record a previous owner (or a replay) may have posted
             looked = await self._look(
@@ -200,6 +230,8 @@ class FulfillmentSender:
     ) -> DrResponse | TransportFailure:
         await self._take_budget()
         body = build_request(Batch(batch.partition, batch.order_id, entries))
+        if not self._may_act():
+            raise _LeaseEnded
         started = self._clock()
         try:
             response = await self._dr.create_fulfillment(body)
@@ -215,7 +247,7 @@ class FulfillmentSender:
 
     async def _look(
         self, batch: Batch, trip: _Trip, attempt: int, reason: ReconcileReason
-    ) -> Reconciled | TryLater | Halt:
+    ) -> Reconciled | TryLater | ParkOrder | Halt:
         """What to settle, post or park, from the order's fulfillments at Digital River
         (`reconcile.decide`); or what to do instead when Digital River cannot tell us now."""
         await self._take_budget()
@@ -229,11 +261,18 @@ class FulfillmentSender:
             return Halt(str(exc), None)
         except RetryableFailure as exc:
             self._metrics.record_dr_call("GET", exc.status, None, self._clock() - started)
+            if _read_refused(exc.status):
+                # 400/404/...: Digital River will not list this order as asked, now or later
+                return ParkOrder(
+                    "reconcile_read_refused", exc.status, None, exc.reason, trip.already, trip.reads
+                )
             delay = exc.retry_after or backoff(attempt, self._policy, self._rng.random())
             return TryLater(
                 delay, True, f"reconcile read failed: {exc.reason}", exc.status, trip.reads
             )
         self._metrics.record_dr_call("GET", 200, None, self._clock() - started)
+        if not self._may_act():
+            raise _LeaseEnded  # a listing is only acted on by a member that still owns the order
         return decide(
             split_applied(trip.entries, fulfillments), after_conflict=reason == "conflict"
         )
@@ -250,6 +289,11 @@ def _park(
     return ParkOrder(
         outcome.reason, outcome.status, outcome.code, _message(response), trip.already, trip.reads
     )
+
+
+def _read_refused(status: int | None) -> bool:
+    """A reconcile read answered with a 4xx that retrying cannot change (not 408 or 429)."""
+    return status is not None and 400 <= status < 500 and status not in (408, 429)
 
 
 def _code(response: DrResponse) -> str | None:

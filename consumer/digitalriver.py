@@ -55,11 +55,12 @@ class DigitalRiverClient:
         timeout: float = 15.0,
         max_connections: int = 256,
         transport: httpx.AsyncBaseTransport | None = None,
+        user_agent: str = "fulfillment-consumer",
     ) -> None:
         headers = {
             "Authorization": f"Bearer {api_key.reveal()}",
             "Accept": "application/json",
-            "User-Agent": "fulfillment-consumer",
+            "User-Agent": user_agent,  # names the member: which pod sent a request
         }
         if api_version:
             headers["DigitalRiver-Version"] = api_version

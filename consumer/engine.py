@@ -32,7 +32,7 @@ from consumer.deadletters import (
     ParkedOrder,
     header_value,
 )
-from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
+from consumer.delivery import Decision, Done, Fenced, FulfillmentSender, Halt, ParkOrder, TryLater
 from consumer.errors import BadInput, ConfigurationError, UnknownSchema
 from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.health import HealthServer
@@ -43,15 +43,18 @@ from consumer.kafka_io import (
     SourceRecord,
 )
 from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
+from consumer.lease import MembershipLease
 from consumer.membership import EngineStats, GroupMembership, State
 from consumer.metrics import Metrics, SettleOutcome
 from consumer.partition import StagedEvent
+from consumer.reconcile import encode_commit_metadata
 from consumer.schema_wait import SchemaFetcher
 
 _log = structlog.get_logger("engine")
 CONSUME_BATCH = 500
 IDLE_POLL_SECONDS = 0.05
 REPORT_INTERVAL_SECONDS = 10.0
+FENCED_RETRY_SECONDS = 0.5  # a batch stopped by the lease waits at least this long
 EXIT_OK = 0
 EXIT_CONFIGURATION = 3  # Digital River (or the schema registry) refused us: fix settings, not data
 EXIT_DEAD_LETTER_LIMIT = 4  # most recent records were bad: a producer or schema deploy is wrong
@@ -95,6 +98,10 @@ class Engine(GroupMembership):
         self._metrics = metrics
         self._health = health
         self._breaker = CircuitBreaker()
+        self._probe: asyncio.Task[None] | None = None
+        self._lease = MembershipLease(settings.fencing_lease)
+        self._lease_was_valid = False
+        self._sender.fence_with(lambda: self._lease.valid(self._clock()))
         self._guard = DeadLetterGuard(max_ratio=settings.dlq_max_ratio)
         self._next_gauges = 0.0
         self._aside = AsideWriter(
@@ -126,15 +133,18 @@ class Engine(GroupMembership):
         try:
             while not stop.is_set() and self._halted is None:
                 commits, horizons = self._commit_request()
+                if self._lease.lapsed(self._clock()):
+                    commits = {**self._proof_commits(), **commits}
                 pause, resume = self._backpressure()
-                idle = not any(
+                idle = not self._lease.valid(self._clock()) or not any(
                     ps.lanes.has_work_ready(self._clock()) for ps in self._partitions.values()
-                )
-                records, committed = await self._kafka(
+                )  # without a lease no work can start: no reason to spin
+                records, committed, commit_at, consume_at = await self._kafka(
                     self._step, commits, pause, resume, IDLE_POLL_SECONDS if idle else 0.0
                 )
                 if committed:
                     self._confirm(commits, horizons)
+                self._renew_lease(bool(commits) and committed, commit_at, consume_at)
                 for record in records:
                     self._accept(record)
                 for ps in self._partitions.values():
@@ -187,13 +197,39 @@ class Engine(GroupMembership):
         pause: list[int],
         resume: list[int],
         timeout: float,
-    ) -> tuple[list[SourceRecord], bool]:
-        """Kafka thread: commit (sync), pause/resume, deliver producer callbacks, consume."""
+    ) -> tuple[list[SourceRecord], bool, float, float]:
+        """Kafka thread: commit (sync), pause/resume, deliver producer callbacks, consume. Also
+        when the commit and the consume started: what the membership lease may count from."""
+        commit_at = self._clock()
         ok = self._commit_now(commits, "running")
         self._source.pause(pause)
         self._source.resume(resume)
         self._side.poll(0)
-        return self._source.consume(CONSUME_BATCH, timeout), ok
+        consume_at = self._clock()
+        return self._source.consume(CONSUME_BATCH, timeout), ok, commit_at, consume_at
+
+    # -- fencing -------------------------------------------------------------------------------
+    def _renew_lease(self, proven: bool, commit_at: float, consume_at: float) -> None:
+        """An accepted commit proves membership; a consume only renews a lease still running."""
+        if proven:
+            self._lease.proven(commit_at)
+        self._lease.heard(consume_at)
+        valid = self._lease.valid(self._clock())
+        if valid != self._lease_was_valid:
+            self._lease_was_valid = valid
+            if valid:
+                _log.info("membership_lease_confirmed", lease_seconds=self._lease.length)
+            else:
+                _log.warning("membership_lease_lapsed", lease_seconds=self._lease.length)
+
+    def _proof_commits(self) -> dict[int, tuple[int, str]]:
+        """After the lease lapsed: commit every owned partition where it stands. The coordinator
+        refuses a fenced member's commit, so only a member that still owns them gets through."""
+        return {
+            p: (offset, encode_commit_metadata(ps.horizon, int(time.time() * 1000)))
+            for p, ps in self._partitions.items()
+            if not ps.revoking and (offset := ps.commit_offset()) is not None
+        }
 
     def _maybe_report(self) -> None:
         """Every few seconds, one line per member saying where each partition stands."""
@@ -321,6 +357,8 @@ class Engine(GroupMembership):
         if self._halted is not None:
             return
         now = self._clock()
+        if not self._lease.valid(now):
+            return  # we may have lost our partitions: nothing new starts until Kafka confirms
         if self._breaker.is_open:
             self._dispatch_probe(now)
             return
@@ -342,29 +380,44 @@ class Engine(GroupMembership):
                 continue
             if self._breaker.allows(now):
                 _log.info("circuit_probe", partition=ps.partition)
+                self._probe = None
                 for batch in ps.lanes.next_batches(now, 1):
-                    self._start(ps, batch)
+                    self._probe = self._start(ps, batch)
+                if self._probe is None:
+                    self._breaker.probe_ended(now)  # nothing went out after all
             return
 
-    def _start(self, ps: State, batch: Batch) -> None:
+    def _start(self, ps: State, batch: Batch) -> asyncio.Task[None] | None:
+        """Deliver `batch` in a task; None when it must wait (a suspect order is not looked up
+        while a previous owner's POST may still land: reconcile.listing_not_before)."""
+        if batch.reconcile_first and self._clock() < ps.listing_not_before:
+            ps.lanes.retry(batch, ps.listing_not_before)
+            return None
         self._in_flight += 1
         ps.dispatched_max = max(ps.dispatched_max, batch.last_offset)
         attempt = ps.attempts.get(batch.order_id, 0)
         task = asyncio.create_task(self._deliver(ps, batch, attempt))
         ps.tasks.add(task)
         task.add_done_callback(ps.tasks.discard)
+        return task
 
     async def _deliver(self, ps: State, batch: Batch, attempt: int) -> None:
         try:
-            decision = await self._sender.send(batch, attempt)
-        except asyncio.CancelledError:
+            try:
+                decision = await self._sender.send(batch, attempt)
+            except asyncio.CancelledError:
+                self._in_flight -= 1
+                raise
+            except Exception:
+                _log.exception("delivery_crashed", partition=ps.partition, order_id=batch.order_id)
+                decision = TryLater(1.0, True, "internal error", None, 0)
             self._in_flight -= 1
-            raise
-        except Exception:
-            _log.exception("delivery_crashed", partition=ps.partition, order_id=batch.order_id)
-            decision = TryLater(1.0, True, "internal error", None, 0)
-        self._in_flight -= 1
-        self._carry_out(ps, batch, attempt, decision)
+            self._carry_out(ps, batch, attempt, decision)
+        finally:
+            if self._probe is not None and self._probe is asyncio.current_task():
+                # every probe's end is reported: answered, cancelled, revoked, lost or fenced
+                self._probe = None
+                self._breaker.probe_ended(self._clock())
         self._dispatch_all()
 
     def _carry_out(self, ps: State, batch: Batch, attempt: int, decision: Decision) -> None:
@@ -394,6 +447,8 @@ class Engine(GroupMembership):
                 ambiguous=decision.ambiguous,
                 attempt=attempt + 1,
             )
+        elif isinstance(decision, Fenced):
+            ps.lanes.retry(batch, self._clock() + FENCED_RETRY_SECONDS, ambiguous=True)
         elif isinstance(decision, ParkOrder):
             ps.attempts.pop(batch.order_id, None)
             self._settle(ps, (e.offset for e in decision.already), "already_applied")

@@ -36,6 +36,9 @@ from consumer.errors import InfrastructureError
 _log = structlog.get_logger("librdkafka")
 
 COMMITTED_ATTEMPTS = 20
+# how `SideTopicWriter.produce` reports a record the producer or broker refused for its size
+# (MSG_SIZE_TOO_LARGE: over message.max.bytes): making it again can never succeed
+RECORD_TOO_LARGE = "record too large"
 Headers = tuple[tuple[str, bytes], ...]
 
 
@@ -280,10 +283,10 @@ class SideTopicWriter:
         partition: int | None = None,
     ) -> None:
         """Queue one record (to `partition`, else the key's); `on_done(None)` once acknowledged,
-        `on_done(reason)` if it failed."""
+        `on_done(reason)` if it failed; a reason starting with RECORD_TOO_LARGE if it is too big."""
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
-            on_done(None if err is None else str(err))
+            on_done(None if err is None else _side_failure(err))
 
         while True:
             try:
@@ -298,8 +301,9 @@ class SideTopicWriter:
                 return
             except BufferError:
                 self._producer.poll(0.1)
-            except KafkaException as exc:  # e.g. that partition does not exist
-                on_done(str(exc))
+            except KafkaException as exc:  # e.g. that partition does not exist, or too large
+                error = exc.args[0] if exc.args else None
+                on_done(_side_failure(error) if isinstance(error, KafkaError) else str(exc))
                 return
 
     def poll(self, timeout: float = 0.0) -> None:
@@ -375,6 +379,11 @@ def _record(msg: Message[Any, Any]) -> SourceRecord:
         headers=_headers(msg.headers()),
         timestamp_ms=ts if kind != 0 else None,
     )
+
+
+def _side_failure(error: KafkaError) -> str:
+    too_large = (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE)
+    return f"{RECORD_TOO_LARGE}: {error}" if error.code() in too_large else str(error)
 
 
 def _headers(raw: Any) -> Headers:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import random
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,7 +34,13 @@ from consumer.kafka_io import (
 from consumer.lanes import CoalescingPolicy
 from consumer.metrics import Metrics, SettleOutcome
 from consumer.partition import PartitionState
-from consumer.reconcile import SuspectRange, decode_commit_metadata, encode_commit_metadata
+from consumer.reconcile import (
+    SuspectRange,
+    decode_commit_metadata,
+    decode_commit_time,
+    encode_commit_metadata,
+    listing_not_before,
+)
 
 T = TypeVar("T")
 State = PartitionState[SourceRecord]
@@ -110,11 +117,11 @@ class GroupMembership:
                 continue
             if wanted is not None:
                 horizons[p] = wanted
-                commits[p] = (offset, encode_commit_metadata(wanted))
+                commits[p] = (offset, encode_commit_metadata(wanted, _now_ms()))
             elif periodic and offset != ps.last_committed:
                 # compared with the last *confirmed* commit, so a refused one (a rebalance's
                 # ILLEGAL_GENERATION) is simply made again on the next pass
-                commits[p] = (offset, encode_commit_metadata(ps.horizon))
+                commits[p] = (offset, encode_commit_metadata(ps.horizon, _now_ms()))
         return commits, horizons
 
     def _backpressure(self) -> tuple[list[int], list[int]]:
@@ -174,6 +181,13 @@ class GroupMembership:
                 c.offset, decode_commit_metadata(c.metadata), ends.get(c.partition, 0)
             )
             ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, suspect)
+            if suspect.stop > suspect.start:
+                # POSTs of the previous owner may still land: no listing before they cannot
+                at = decode_commit_time(c.metadata)
+                wall = listing_not_before(
+                    None if at is None else at / 1000, time.time(), self._settings.dr_timeout
+                )
+                ps.listing_not_before = self._clock() + (wall - time.time())
             ps.parked.update(parked.get(c.partition, {}))
             self._partitions[c.partition] = ps
         self._rebudget()
@@ -201,7 +215,10 @@ class GroupMembership:
         for ps in states:
             offset = ps.commit_offset()
             if offset is not None:
-                commits[ps.partition] = (offset, encode_commit_metadata(ps.release_horizon()))
+                commits[ps.partition] = (
+                    offset,
+                    encode_commit_metadata(ps.release_horizon(), _now_ms()),
+                )
             del self._partitions[ps.partition]
             self._metrics.forget_partition(ps.partition)
         self._rebudget()
@@ -264,3 +281,7 @@ class GroupMembership:
                 f"offsets_committed_on_{when}", offsets={p: o for p, (o, _) in commits.items()}
             )
         return True
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

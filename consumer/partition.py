@@ -52,6 +52,7 @@ class PartitionState(Generic[R]):
     last_committed: int | None = None
     paused: bool = False
     revoking: bool = False
+    listing_not_before: float = 0.0  # suspect orders are not looked up before (clock time)
 
     def __post_init__(self) -> None:
         self.lanes = PartitionLanes(self.partition, self.policy)

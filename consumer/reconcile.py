@@ -13,6 +13,12 @@ horizon is unknown: then everything from the committed offset up to the partitio
 at assignment time is suspect; a group that never committed starts fresh. The engine, `status`
 and `replay` all take this from `SuspectRange`, and the horizon is carried forward
 (`SuspectRange.carry`) so a crash before the range was re-processed does not forget it.
+
+A listing only proves what Digital River had *when it was taken*: a POST abandoned at revoke, or
+one that timed out on the client, may still be applied after it. So each commit also records
+its wall-clock time (`fc1:horizon=N;at=<epoch ms>`; metadata without `at`, from older members,
+still reads), and the next owner acts on no listing of a suspect order taken before
+`listing_not_before` — the later of that time and its own assignment, plus the client timeout.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from consumer.fulfillments import event_ids_of
 from consumer.lanes import PendingEvent
 
 COMMIT_METADATA_PREFIX: Final = "fc1:horizon="
+_AT: Final = ";at="
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +76,58 @@ def decide(result: ReconcileResult, *, after_conflict: bool) -> Decision:
     return Decision(result.applied, result.remaining, ())
 
 
-def encode_commit_metadata(horizon: int) -> str:
-    """Offset-commit metadata recording the dispatch horizon of the partition."""
+def encode_commit_metadata(horizon: int, at_ms: int | None = None) -> str:
+    """Offset-commit metadata recording the dispatch horizon of the partition and, when given,
+    the wall-clock time of the commit (milliseconds since the epoch)."""
     if horizon < 0:
         raise ValueError(f"horizon must be >= 0, got {horizon}")
-    return f"{COMMIT_METADATA_PREFIX}{horizon}"
+    if at_ms is None:
+        return f"{COMMIT_METADATA_PREFIX}{horizon}"
+    if at_ms < 0:
+        raise ValueError(f"commit time must be >= 0, got {at_ms}")
+    return f"{COMMIT_METADATA_PREFIX}{horizon}{_AT}{at_ms}"
+
+
+def _fields(text: str | None) -> tuple[int, int | None] | None:
+    if not text or not text.startswith(COMMIT_METADATA_PREFIX):
+        return None
+    horizon, sep, at = text[len(COMMIT_METADATA_PREFIX) :].partition(_AT)
+    if not (horizon.isascii() and horizon.isdigit()):
+        return None
+    if not sep:
+        return int(horizon), None
+    if not (at.isascii() and at.isdigit()):
+        return None
+    return int(horizon), int(at)
 
 
 def decode_commit_metadata(text: str | None) -> int | None:
     """The horizon an earlier commit recorded; None for no, foreign or garbled metadata."""
-    if not text or not text.startswith(COMMIT_METADATA_PREFIX):
-        return None
-    digits = text[len(COMMIT_METADATA_PREFIX) :]
-    if not (digits.isascii() and digits.isdigit()):
-        return None
-    return int(digits)
+    fields = _fields(text)
+    return None if fields is None else fields[0]
+
+
+def decode_commit_time(text: str | None) -> int | None:
+    """When an earlier commit was written (epoch ms); None when it did not say (older members,
+    other tools) or the metadata is not ours."""
+    fields = _fields(text)
+    return None if fields is None else fields[1]
+
+
+def listing_not_before(
+    committed_at: float | None, assigned_at: float, client_timeout: float
+) -> float:
+    """The wall-clock time (seconds) from which a listing of a suspect order can be acted on.
+
+    A previous owner's POST can land until its client gave up on it: `client_timeout` after it
+    was sent. It was sent before that owner's last commit (`committed_at`) if it handed the
+    partition over (revoke drains or abandons every POST first), and before our assignment
+    (`assigned_at`) in any case: a crashed or frozen owner posts nothing once its lease ended
+    (lease.py), and the lease ends before the broker can give the partition to anyone else.
+    Both times count (the later wins) so that a skewed clock on either side is covered.
+    """
+    start = assigned_at if committed_at is None else max(committed_at, assigned_at)
+    return start + client_timeout
 
 
 @dataclass(frozen=True, slots=True)

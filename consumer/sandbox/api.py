@@ -62,6 +62,7 @@ def _endpoint(state: SandboxState, template: str, handler: Handler) -> Endpoint:
         record = log.open(request.method, request.url.path, template, utc_now_iso("milliseconds"))
         record.request_id = str(uuid.uuid4())
         record.upstream_id = request.headers.get("upstream-id")
+        record.user_agent = request.headers.get("user-agent")
         record.query = request.url.query
         try:
             status, body = await _answer(state, handler, request, record)

@@ -33,6 +33,7 @@ class RequestRecord:
     error_code: str | None = None
     fault: Incident | None = None
     fulfillment_id: str | None = None
+    user_agent: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class RequestRecord:
             "errorCode": self.error_code,
             "fault": self.fault,
             "fulfillmentId": self.fulfillment_id,
+            "userAgent": self.user_agent,
         }
 
 

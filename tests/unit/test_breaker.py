@@ -55,21 +55,110 @@ def test_failed_probes_back_off_up_to_the_cap() -> None:
     assert waits == [2.0, 4.0, 8.0, 8.0, 8.0]
 
 
-@given(st.lists(st.tuples(st.sampled_from(["ok", "fail", "ask"]), st.floats(0, 5)), max_size=200))
-def test_never_more_than_one_request_starts_while_open(steps: list[tuple[str, float]]) -> None:
+def test_a_probe_answered_without_a_systemic_answer_reopens_with_the_same_interval() -> None:
     breaker = CircuitBreaker(POLICY)
-    now = 0.0
-    out = 0  # probes started and not yet answered while not closed
+    for _ in range(3):
+        breaker.failure(0.0)
+    assert breaker.allows(2.0)  # the probe, answered 429 (or 409, a refused read, cancelled)
+    breaker.probe_ended(2.5)
+    assert breaker.state == "open"
+    assert not breaker.allows(4.4)
+    assert breaker.allows(4.5), "the next probe goes one (undoubled) interval after the end"
+
+
+def test_probe_ended_is_ignored_once_the_probe_had_a_systemic_answer() -> None:
+    breaker = CircuitBreaker(POLICY)
+    for _ in range(3):
+        breaker.failure(0.0)
+    assert breaker.allows(2.0)
+    breaker.success()
+    breaker.probe_ended(2.1)
+    assert breaker.state == "closed"
+
+
+def test_a_probe_never_answered_is_given_up_after_the_longest_interval() -> None:
+    breaker = CircuitBreaker(POLICY)
+    for _ in range(3):
+        breaker.failure(0.0)
+    assert breaker.allows(2.0)
+    assert not breaker.allows(2.0 + POLICY.max_probe_interval - 0.01)
+    assert breaker.allows(2.0 + POLICY.max_probe_interval)
+
+
+_STEPS = st.lists(
+    st.tuples(st.sampled_from(["ok", "fail", "ended", "ask"]), st.floats(0, 5)), max_size=200
+)
+
+
+def _drive(breaker: CircuitBreaker, steps: list[tuple[str, float]]) -> tuple[float, float]:
+    """Apply `steps`; return (now, time of the last answer or probe start)."""
+    now = last = 0.0
     for kind, dt in steps:
         now += dt
         if kind == "ask":
             was_open = breaker.is_open
             if breaker.allows(now) and was_open:
-                out += 1
-                assert out <= 1
+                last = now
         elif kind == "ok":
             breaker.success()
-            out = 0
+            last = now
+        elif kind == "ended":
+            breaker.probe_ended(now)
+            last = now
         else:
             breaker.failure(now)
-            out = 0
+            last = now
+    return now, last
+
+
+@given(_STEPS, st.floats(0, 100))
+def test_from_any_state_a_request_may_start_once_the_longest_interval_passed_without_answers(
+    steps: list[tuple[str, float]], extra: float
+) -> None:
+    breaker = CircuitBreaker(POLICY)
+    _, last = _drive(breaker, steps)
+    assert breaker.allows(last + POLICY.max_probe_interval + extra)
+
+
+@given(_STEPS)
+def test_while_open_at_most_one_probe_starts_per_longest_interval_unless_answered(
+    steps: list[tuple[str, float]],
+) -> None:
+    breaker = CircuitBreaker(POLICY)
+    now = 0.0
+    probe_at: float | None = None  # start of the probe still out, if any
+    for kind, dt in steps:
+        now += dt
+        if kind == "ask":
+            was_open = breaker.is_open
+            if breaker.allows(now) and was_open:
+                if probe_at is not None:
+                    assert now - probe_at >= POLICY.max_probe_interval
+                probe_at = now
+        else:
+            if kind == "ok":
+                breaker.success()
+            elif kind == "ended":
+                breaker.probe_ended(now)
+            else:
+                breaker.failure(now)
+            probe_at = None
+
+
+@given(_STEPS)
+def test_only_a_success_closes_the_circuit(steps: list[tuple[str, float]]) -> None:
+    breaker = CircuitBreaker(POLICY)
+    for _ in range(3):
+        breaker.failure(0.0)
+    now = 0.0
+    for kind, dt in steps:
+        now += dt
+        if kind == "ok":
+            return
+        if kind == "ask":
+            breaker.allows(now)
+        elif kind == "ended":
+            breaker.probe_ended(now)
+        else:
+            breaker.failure(now)
+        assert breaker.is_open

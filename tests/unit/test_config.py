@@ -110,6 +110,13 @@ def key_file(tmp_path: Path, content: str) -> str:
         ({"dr_api_url": "api.digitalriver.com"}, "DR_API_URL"),
         ({"dr_api_url": "http://api.digitalriver.com"}, "DR_API_URL"),
         ({"dr_api_url": "http://sandbox:8080"}, "DR_API_URL"),
+        ({"fencing_lease": 0.0}, "FENCING_LEASE_SECONDS"),
+        ({"fencing_lease": float("nan")}, "FENCING_LEASE_SECONDS"),
+        (
+            {"fencing_lease": 6.0, "environ": {"KAFKA_SESSION_TIMEOUT_MS": "6000"}},
+            "FENCING_LEASE_SECONDS",
+        ),
+        ({"environ": {"KAFKA_SESSION_TIMEOUT_MS": "6s"}}, "KAFKA_SESSION_TIMEOUT_MS"),
     ],
     ids=case_id,
 )
@@ -119,6 +126,15 @@ def test_a_bad_setting_fails_at_start_naming_its_environment_variable(
     error = refused(**overrides)
     assert error.setting == variable
     assert variable in str(error)
+
+
+def test_the_fencing_lease_defaults_to_two_thirds_of_the_session_timeout() -> None:
+    assert build().fencing_lease == pytest.approx(30.0)
+    assert build({"KAFKA_SESSION_TIMEOUT_MS": "6000"}).fencing_lease == pytest.approx(4.0)
+
+
+def test_an_explicit_fencing_lease_shorter_than_the_session_is_kept() -> None:
+    assert build({"KAFKA_SESSION_TIMEOUT_MS": "6000"}, fencing_lease=5.5).fencing_lease == 5.5
 
 
 def test_a_key_and_a_key_file_together_are_refused(tmp_path: Path) -> None:

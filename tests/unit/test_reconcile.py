@@ -15,7 +15,9 @@ from consumer.reconcile import (
     SuspectRange,
     decide,
     decode_commit_metadata,
+    decode_commit_time,
     encode_commit_metadata,
+    listing_not_before,
     split_applied,
 )
 from tests.event_builders import event_streams, shipment
@@ -92,6 +94,43 @@ def test_foreign_or_garbled_commit_metadata_means_no_horizon(text: str | None) -
 def test_decoding_any_text_never_raises(text: str) -> None:
     decoded = decode_commit_metadata(text)
     assert decoded is None or decoded >= 0
+
+
+@given(st.integers(0, 2**63 - 1), st.integers(0, 2**53))
+def test_the_horizon_and_the_commit_time_round_trip_through_commit_metadata(
+    horizon: int, at_ms: int
+) -> None:
+    text = encode_commit_metadata(horizon, at_ms)
+    assert (decode_commit_metadata(text), decode_commit_time(text)) == (horizon, at_ms)
+
+
+def test_metadata_written_before_commit_times_still_reads_with_no_time() -> None:
+    assert decode_commit_metadata("fc1:horizon=42") == 42
+    assert decode_commit_time("fc1:horizon=42") is None
+
+
+@pytest.mark.parametrize("text", ["fc1:horizon=4;at=", "fc1:horizon=4;at=x", "fc1:horizon=;at=5"])
+def test_a_garbled_commit_time_means_no_horizon_either(text: str) -> None:
+    assert decode_commit_metadata(text) is None
+    assert decode_commit_time(text) is None
+
+
+@given(
+    st.none() | st.floats(0, 1e10),
+    st.floats(0, 1e10),
+    st.floats(0.001, 300),
+)
+def test_no_listing_of_a_suspect_order_is_acted_on_while_a_previous_post_can_still_land(
+    committed_at: float | None, assigned_at: float, client_timeout: float
+) -> None:
+    not_before = listing_not_before(committed_at, assigned_at, client_timeout)
+    # a POST sent before the previous owner's last commit, or before we were assigned the
+    # partition, can land until its client timeout ran out, and not later
+    assert not_before >= assigned_at + client_timeout
+    if committed_at is not None:
+        assert not_before >= committed_at + client_timeout
+    latest = assigned_at if committed_at is None else max(committed_at, assigned_at)
+    assert not_before == latest + client_timeout
 
 
 def test_a_negative_horizon_is_refused() -> None:
