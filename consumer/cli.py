@@ -276,7 +276,9 @@ def kafka_passthrough(role: ClientRole) -> dict[str, str]:
     help="Stop (exit 4) when more than this share of the last 200 records were bad.",
 )
 @click.option(
+    "--fencing-lease-seconds",
     "--fencing-lease",
+    "fencing_lease",
     envvar="FENCING_LEASE_SECONDS",
     type=float,
     default=None,
