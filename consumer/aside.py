@@ -111,8 +111,9 @@ class AsideWriter:
                 parked_at_ms=int(time.time() * 1000),
                 original=record.headers,
             )
-            # keyed by order id: an order's parked records (and a redrive marker) share a partition
-            aside = _Aside(self._parking_topic, None, record, headers, "parked")
+            # partition = source partition, named: whoever owns source partition p reads parking
+            # partition p, whatever partitioner the producers of the input topic use
+            aside = _Aside(self._parking_topic, record.partition, record, headers, "parked")
             self._produce(ps, aside)
         self._metrics.record_parked(ps.partition, len(entries))
 

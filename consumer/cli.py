@@ -201,6 +201,21 @@ def kafka_options(fn: Any) -> Any:
     help="Stop (exit 4) when more than this share of the last 200 records were bad.",
 )
 @click.option(
+    "--dedupe-topic",
+    envvar="DEDUPE_TOPIC",
+    default=None,
+    help="Changelog of applied event ids, a partition per input partition "
+    "[default: <topic>.applied].",
+)
+@click.option(
+    "--dedupe-window-hours",
+    envvar="DEDUPE_WINDOW_HOURS",
+    type=float,
+    default=168.0,
+    show_default=True,
+    help="How long an applied eventId is recognised as a duplicate (the changelog's retention).",
+)
+@click.option(
     "--log-format",
     envvar="LOG_FORMAT",
     type=click.Choice(["auto", "json", "console"]),
@@ -244,6 +259,8 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             health_port=options["health_port"],
             log_format=options["log_format"],
             dlq_max_ratio=options["dlq_max_ratio"],
+            dedupe_topic=options["dedupe_topic"],
+            dedupe_window_hours=options["dedupe_window_hours"],
             environ=os.environ,
         )
     except ConfigurationError as exc:

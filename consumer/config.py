@@ -85,6 +85,8 @@ class Settings:
     kafka_extra: Mapping[str, str] = field(
         default_factory=dict, repr=False
     )  # may hold sasl.password
+    dedupe_topic: str = ""  # changelog of applied event ids; "" -> `<topic>.applied`
+    dedupe_window_hours: float = 168.0
 
     def masked(self) -> dict[str, object]:
         """Every setting, printable: secrets and passthrough values that look secret are masked."""
@@ -202,6 +204,8 @@ def load_settings(
     log_format: LogFormat,
     environ: Mapping[str, str],
     dlq_max_ratio: float = 0.5,
+    dedupe_topic: str | None = None,
+    dedupe_window_hours: float = 168.0,
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -220,6 +224,7 @@ def load_settings(
     require_positive(commit_interval, "COMMIT_INTERVAL_SECONDS")
     require_positive(drain_timeout, "DRAIN_TIMEOUT_SECONDS")
     check_port(health_port, "HEALTH_PORT")
+    require_positive(dedupe_window_hours, "DEDUPE_WINDOW_HOURS")
     if not 0 < dlq_max_ratio <= 1:
         raise ConfigurationError(f"must be in (0, 1], got {dlq_max_ratio}", setting="DLQ_MAX_RATIO")
     if schema_registry_url is not None and urlsplit(schema_registry_url).scheme not in (
@@ -249,4 +254,6 @@ def load_settings(
         log_format=log_format,
         dlq_max_ratio=dlq_max_ratio,
         kafka_extra=librdkafka_passthrough(environ),
+        dedupe_topic=check_topic(dedupe_topic or f"{topic}.applied", "DEDUPE_TOPIC"),
+        dedupe_window_hours=dedupe_window_hours,
     )

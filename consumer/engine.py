@@ -14,6 +14,7 @@ stop work; and the dispatch horizon (partition.py) makes crashes and rebalances 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +25,7 @@ import structlog
 from consumer.aside import AsideWriter
 from consumer.breaker import CircuitBreaker
 from consumer.budget import TokenBucket
+from consumer.changelog import HOUR_MS, AppliedLog
 from consumer.codec import EventCodec
 from consumer.config import Settings
 from consumer.deadletters import (
@@ -33,7 +35,7 @@ from consumer.deadletters import (
     header_value,
 )
 from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
-from consumer.errors import BadInput
+from consumer.errors import BadInput, ConfigurationError
 from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.health import HealthServer
 from consumer.kafka_io import (
@@ -41,6 +43,8 @@ from consumer.kafka_io import (
     KafkaThread,
     SideTopicWriter,
     SourceRecord,
+    create_topic,
+    topic_partition_count,
 )
 from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
 from consumer.membership import EngineStats, GroupMembership, State
@@ -107,6 +111,12 @@ class Engine(GroupMembership):
         self._side_reader_config = side_reader_config or {
             "bootstrap.servers": settings.bootstrap_servers
         }
+        self._applied = AppliedLog(
+            side,
+            settings.dedupe_topic,
+            window_ms=int(settings.dedupe_window_hours * HOUR_MS),
+            reader_config=self._side_reader_config,
+        )
         self._kafka_thread = KafkaThread()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_commit = 0.0
@@ -117,7 +127,9 @@ class Engine(GroupMembership):
     async def run(self, stop: asyncio.Event) -> int:
         self._loop = asyncio.get_running_loop()
         self._aside.bind(self._loop)
+        self._applied.bind(self._loop)
         self._total_partitions = await self._kafka(self._source.partition_count)
+        await self._kafka(self._check_side_topics)
         await self._kafka(self._source.subscribe, self._on_assign, self._on_revoke, self._on_lost)
         _log.info("member_started", topic=self._source.topic, group=self._settings.group_id)
         try:
@@ -144,6 +156,22 @@ class Engine(GroupMembership):
         finally:
             await self._shutdown()
         return self._exit_code
+
+    def _check_side_topics(self) -> None:
+        """Kafka thread, at start: partition p of the parking and changelog topics holds what
+        source partition p parked / applied, so they need at least the input's partitions."""
+        self._applied.ensure_topic(self._source.topic, self._total_partitions)
+        parking = self._settings.parking_topic
+        found = topic_partition_count(self._side_reader_config, parking)
+        if found == 0:
+            create_topic(self._side_reader_config, parking, self._total_partitions, {})
+        elif found < self._total_partitions:
+            raise ConfigurationError(
+                f"{parking} has {found} partitions, fewer than the {self._total_partitions} of "
+                f"{self._source.topic}: partition p of it holds what source partition p parked; "
+                "add partitions to it (kafka-topics --alter --partitions) or name another topic",
+                setting="PARKING_TOPIC",
+            )
 
     def _halt(self, reason: str, exit_code: int) -> None:
         """Stop work: nothing more is dispatched; the loop ends and shuts down cleanly."""
@@ -305,8 +333,13 @@ class Engine(GroupMembership):
         task.add_done_callback(ps.tasks.discard)
 
     async def _deliver(self, ps: State, batch: Batch, attempt: int) -> None:
+        # asked when the batch goes out, so an original applied just before its duplicate counts
+        hits = self._applied.hits(ps.partition, batch.event_ids)
+        sent = batch
+        if hits and not batch.reconcile_first:
+            sent = dataclasses.replace(batch, reconcile_first=True)
         try:
-            decision = await self._sender.send(batch, attempt)
+            decision = await self._sender.send(sent, attempt)
         except asyncio.CancelledError:
             self._in_flight -= 1
             raise
@@ -314,10 +347,17 @@ class Engine(GroupMembership):
             _log.exception("delivery_crashed", partition=ps.partition, order_id=batch.order_id)
             decision = TryLater(1.0, True, "internal error", None, 0)
         self._in_flight -= 1
-        self._carry_out(ps, batch, attempt, decision)
+        self._carry_out(ps, batch, attempt, decision, hits if sent is not batch else frozenset())
         self._dispatch_all()
 
-    def _carry_out(self, ps: State, batch: Batch, attempt: int, decision: Decision) -> None:
+    def _carry_out(
+        self,
+        ps: State,
+        batch: Batch,
+        attempt: int,
+        decision: Decision,
+        duplicates: frozenset[str] = frozenset(),
+    ) -> None:
         if self._partitions.get(ps.partition) is not ps:
             return  # the partition went away while this batch was out
         self.stats.reads += decision.reads if not isinstance(decision, Halt) else 0
@@ -325,11 +365,9 @@ class Engine(GroupMembership):
         if isinstance(decision, Done):
             if decision.posted:
                 self.stats.posts += 1
-            self.stats.already_applied += len(decision.already)
             ps.attempts.pop(batch.order_id, None)
             ps.lanes.complete(batch)
-            self._settle(ps, (e.offset for e in decision.posted), "applied")
-            self._settle(ps, (e.offset for e in decision.already), "already_applied")
+            self._applied_now(ps, batch.order_id, decision.posted, decision.already, duplicates)
         elif isinstance(decision, TryLater):
             if decision.status != 429:  # being told to slow down is no failure of this order
                 ps.attempts[batch.order_id] = attempt + 1
@@ -346,8 +384,10 @@ class Engine(GroupMembership):
             )
         elif isinstance(decision, ParkOrder):
             ps.attempts.pop(batch.order_id, None)
-            self._settle(ps, (e.offset for e in decision.already), "already_applied")
-            done = {e.offset for e in decision.already}
+            self._applied_now(ps, batch.order_id, decision.posted, decision.already, duplicates)
+            done = {e.offset for e in decision.already + decision.posted}
+            if decision.posted:
+                self.stats.posts += 1
             ps.lanes.complete(batch)
             rest = [e for e in batch.entries if e.offset not in done] + ps.lanes.take_order(
                 batch.order_id
@@ -358,6 +398,31 @@ class Engine(GroupMembership):
         else:
             ps.lanes.retry(batch, float("inf"))
             self._halt(decision.reason, EXIT_CONFIGURATION)
+
+    def _applied_now(
+        self,
+        ps: State,
+        order_id: str,
+        posted: tuple[PendingEvent, ...],
+        already: tuple[PendingEvent, ...],
+        duplicates: frozenset[str],
+    ) -> None:
+        """Record the events in the changelog; settle them once it has them (a committed event
+        is always in the changelog). `duplicates`: event ids the filter flagged."""
+        twice = tuple(e for e in already if e.event.event_id in duplicates)
+        found = tuple(e for e in already if e.event.event_id not in duplicates)
+        self.stats.already_applied += len(found)
+        self.stats.duplicates += len(twice)
+
+        def settle() -> None:
+            if self._partitions.get(ps.partition) is not ps:
+                return  # revoked meanwhile: the next owner reconciles these records
+            self._settle(ps, (e.offset for e in posted), "applied")
+            self._settle(ps, (e.offset for e in found), "already_applied")
+            self._settle(ps, (e.offset for e in twice), "duplicate")
+
+        ids = [e.event.event_id for e in posted + already]
+        self._applied.record(ps.partition, order_id, ids, settle)
 
     def _watch_outage(self, decision: Decision) -> None:
         """Feed the breaker: only answers about Digital River as a whole count."""

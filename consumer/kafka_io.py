@@ -29,6 +29,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # exported at runtime, missing from the stubs
 
 from consumer.config import Settings
 from consumer.errors import InfrastructureError
@@ -418,3 +419,94 @@ class _LibrdkafkaLogger:
             _log.error("librdkafka_log", message=message)
         elif level >= 30:
             _log.warning("librdkafka_log", message=message)
+
+
+# -- side topics the member keeps per source partition (changelog, parking) -------------------
+
+
+def topic_partition_count(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> int:
+    """How many partitions `topic` has; 0 when it does not exist."""
+    admin = AdminClient(dict(config))
+    try:
+        meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException as exc:
+        raise InfrastructureError(f"cannot describe {topic}: {exc}") from exc
+    if meta is None or meta.error is not None or not meta.partitions:
+        return 0
+    return len(meta.partitions)
+
+
+def create_topic(
+    config: Mapping[str, Any],
+    topic: str,
+    partitions: int,
+    settings: Mapping[str, str],
+    timeout: float = 30.0,
+) -> None:
+    """Create `topic`; one that already exists (a member racing us) is fine."""
+    admin = AdminClient(dict(config))
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, config=dict(settings))],
+        request_timeout=timeout,
+    )
+    try:
+        futures[topic].result(timeout=timeout)
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return
+        raise InfrastructureError(f"cannot create {topic}: {exc}") from exc
+
+
+def read_side_values(
+    config: Mapping[str, Any],
+    topic: str,
+    partitions: Sequence[int],
+    since_ms: int,
+    each: Callable[[int, bytes | None, bytes | None, int], None],
+    *,
+    timeout: float = 120.0,
+) -> int:
+    """Call `each(partition, key, value, timestamp_ms)` for every record of `partitions` of
+    `topic` written at or after `since_ms`, up to the end each had when called; the count read.
+    A missing topic or partition reads nothing."""
+    reader = Consumer(
+        {
+            **config,
+            "group.id": "fc-side-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+    try:
+        meta = reader.list_topics(topic, timeout=30).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return 0
+        wanted = [p for p in partitions if p in meta.partitions]
+        ends = {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in wanted
+        }
+        starts = reader.offsets_for_times(
+            [TopicPartition(topic, p, since_ms) for p in wanted], timeout=30
+        )
+        begin = {t.partition: (t.offset if t.offset >= 0 else ends[t.partition]) for t in starts}
+        todo = {p for p in wanted if begin[p] < ends[p]}
+        reader.assign([TopicPartition(topic, p, begin[p]) for p in todo])
+        count = 0
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            for msg in reader.consume(1000, 0.2):
+                partition, offset = msg.partition(), msg.offset()
+                if msg.error() is not None or partition not in todo or offset is None:
+                    continue
+                kind, ts = msg.timestamp()
+                each(partition, msg.key(), msg.value(), ts if kind != 0 else since_ms)
+                count += 1
+                if offset + 1 >= ends[partition]:
+                    todo.discard(partition)
+        if todo:
+            raise InfrastructureError(f"could not read {topic} to its end within {timeout}s")
+        return count
+    except KafkaException as exc:
+        raise InfrastructureError(f"cannot read {topic}: {exc}") from exc
+    finally:
+        reader.close()

@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 import structlog
 
 from consumer.budget import TokenBucket, member_share
+from consumer.changelog import AppliedLog
 from consumer.config import Settings
 from consumer.deadletters import ParkedOrder, parked_orders
+from consumer.dedupe import SeenFilter
 from consumer.errors import InfrastructureError
 from consumer.health import HealthServer
 from consumer.kafka_io import (
@@ -50,6 +52,7 @@ class EngineStats:
     posts: int = 0
     reads: int = 0
     already_applied: int = 0
+    duplicates: int = 0  # events whose eventId was applied before (a producer's republish)
     dead_lettered: int = 0
     parked: int = 0
     commits: int = 0
@@ -74,6 +77,7 @@ class GroupMembership:
     _kafka_thread: KafkaThread
     _loop: asyncio.AbstractEventLoop | None
     _next_commit: float
+    _applied: AppliedLog
     stats: EngineStats
 
     def _settle(self, ps: State, offsets: Iterable[int], outcome: SettleOutcome) -> None:
@@ -134,7 +138,8 @@ class GroupMembership:
         committed = self._source.committed(partitions)
         ends = self._source.end_offsets(partitions)
         parked = self._parked_at_assignment(partitions)
-        self._call_loop(self._adopt(committed, ends, parked)).result(timeout=30)
+        seen = self._applied.load(partitions)  # the event ids these partitions applied lately
+        self._call_loop(self._adopt(committed, ends, parked, seen)).result(timeout=30)
 
     def _parked_at_assignment(self, partitions: list[int]) -> dict[int, dict[str, ParkedOrder]]:
         """Orders parked by earlier owners stay parked: rebuilt from the parking topic, whose
@@ -167,8 +172,13 @@ class GroupMembership:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _adopt(
-        self, committed: list[Any], ends: dict[int, int], parked: dict[int, dict[str, ParkedOrder]]
+        self,
+        committed: list[Any],
+        ends: dict[int, int],
+        parked: dict[int, dict[str, ParkedOrder]],
+        seen: Mapping[int, SeenFilter],
     ) -> None:
+        self._applied.install(seen)
         for c in committed:
             suspect = SuspectRange.at_assignment(
                 c.offset, decode_commit_metadata(c.metadata), ends.get(c.partition, 0)
@@ -203,6 +213,7 @@ class GroupMembership:
             if offset is not None:
                 commits[ps.partition] = (offset, encode_commit_metadata(ps.release_horizon()))
             del self._partitions[ps.partition]
+            self._applied.forget(ps.partition)
             self._metrics.forget_partition(ps.partition)
         self._rebudget()
         _log.info("partitions_revoked", partitions=sorted(partitions))
@@ -211,6 +222,7 @@ class GroupMembership:
     async def _forget(self, partitions: list[int]) -> None:
         for p in partitions:
             ps = self._partitions.pop(p, None)
+            self._applied.forget(p)
             self._metrics.forget_partition(p)
             if ps is not None:
                 for task in ps.tasks:
