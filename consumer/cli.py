@@ -231,7 +231,10 @@ def run(**options: Any) -> None:
         click.echo(json.dumps(settings.masked(), indent=2, default=str))
         return
     configure_logging(settings.log_format)
-    code = asyncio.run(_run_member(settings))
+    try:
+        code = asyncio.run(_run_member(settings))
+    except ConfigurationError as exc:  # found at start, e.g. a side topic with too few partitions
+        raise click.UsageError(f"configuration: {exc}") from None
     sys.exit(code)
 
 
