@@ -25,9 +25,10 @@ import structlog
 from consumer.dedupe import SeenFilter, decode_applied, encode_applied
 from consumer.errors import ConfigurationError
 from consumer.kafka_io import (
+    SideRecord,
     SideTopicWriter,
     create_topic,
-    read_side_values,
+    read_side_records,
     topic_partition_count,
 )
 
@@ -88,12 +89,15 @@ class AppliedLog:
         if not filters:
             return filters
 
-        def each(partition: int, _key: bytes | None, value: bytes | None, at_ms: int) -> None:
-            filters[partition].add_all(decode_applied(value), at_ms)
+        since = now - self.window_ms
+
+        def each(record: SideRecord) -> None:
+            at_ms = since if record.timestamp_ms is None else record.timestamp_ms
+            filters[record.partition].add_all(decode_applied(record.value), at_ms)
 
         started = time.monotonic()
-        count = read_side_values(
-            self._reader_config, self.topic, list(partitions), now - self.window_ms, each
+        count = read_side_records(
+            self._reader_config, self.topic, list(partitions), each, since_ms=since
         )
         if count:
             _log.info(

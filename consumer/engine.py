@@ -33,6 +33,7 @@ from consumer.deadletters import (
     DeadLetterGuard,
     ParkedOrder,
     header_value,
+    unparks,
 )
 from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
 from consumer.errors import BadInput, ConfigurationError
@@ -107,6 +108,7 @@ class Engine(GroupMembership):
             metrics=metrics,
             settle=lambda ps, offset, outcome: self._settle(ps, (offset,), outcome),
             owned=lambda ps: self._partitions.get(ps.partition) is ps,
+            landed=self._parked_landed,
         )
         self._side_reader_config = side_reader_config or {
             "bootstrap.servers": settings.bootstrap_servers
@@ -186,6 +188,14 @@ class Engine(GroupMembership):
             _log.error("member_stopped", reason=reason)
             if self._health is not None:
                 self._health.set_ready(False, reason)
+
+    def _parked_landed(self, ps: State, order_id: str, offset: int) -> None:
+        """A parked record of `order_id` is in the parking topic at `offset`."""
+        known = ps.parked.get(order_id)
+        if known is not None:
+            ps.parked[order_id] = dataclasses.replace(
+                known, last_offset=max(known.last_offset, offset), unacked=max(0, known.unacked - 1)
+            )
 
     def _publish_gauges(self) -> None:
         now = self._clock()
@@ -282,7 +292,10 @@ class Engine(GroupMembership):
 
     def _enqueue(self, ps: State, record: SourceRecord, event: Any) -> None:
         redriven = header_value(record.headers, REDRIVEN_HEADER) is not None
-        if redriven and ps.parked.pop(event.order_id, None) is not None:
+        why = ps.parked.get(event.order_id)
+        if redriven and why is not None and unparks(why, record.headers):
+            # the order's own first redriven event, from a redrive that took all it had parked
+            del ps.parked[event.order_id]
             _log.info("order_unparked", partition=ps.partition, order_id=event.order_id)
         if event.order_id in ps.parked:
             self._park(ps, [PendingEvent(record.offset, event)], ps.parked[event.order_id])
@@ -291,7 +304,12 @@ class Engine(GroupMembership):
         ps.lanes.add(record.offset, event, suspect=suspect)
 
     def _park(self, ps: State, entries: list[PendingEvent], why: ParkedOrder) -> None:
+        if not entries:
+            return
         self.stats.parked += len(entries)
+        order_id = entries[0].event.order_id
+        known = ps.parked.get(order_id, why)
+        ps.parked[order_id] = dataclasses.replace(known, unacked=known.unacked + len(entries))
         self._aside.park(ps, [ps.records[e.offset] for e in entries], entries, why)
 
     # -- dispatch ------------------------------------------------------------------------------

@@ -289,11 +289,15 @@ class SideTopicWriter:
         on_done: Callable[[str | None], None],
         *,
         partition: int | None = None,
+        landed: Callable[[int], None] | None = None,
     ) -> None:
         """Queue one record (to `partition`, else the key's); `on_done(None)` once acknowledged,
-        `on_done(reason)` if it failed."""
+        `on_done(reason)` if it failed; `landed(offset)` just before `on_done(None)`."""
 
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            offset = msg.offset()
+            if err is None and landed is not None and offset is not None:
+                landed(offset)
             on_done(None if err is None else str(err))
 
         while True:
@@ -457,18 +461,28 @@ def create_topic(
         raise InfrastructureError(f"cannot create {topic}: {exc}") from exc
 
 
-def read_side_values(
+@dataclass(frozen=True, slots=True)
+class SideRecord:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int | None
+
+
+def read_side_records(
     config: Mapping[str, Any],
     topic: str,
     partitions: Sequence[int],
-    since_ms: int,
-    each: Callable[[int, bytes | None, bytes | None, int], None],
+    each: Callable[[SideRecord], None],
     *,
+    since_ms: int | None = None,
     timeout: float = 120.0,
 ) -> int:
-    """Call `each(partition, key, value, timestamp_ms)` for every record of `partitions` of
-    `topic` written at or after `since_ms`, up to the end each had when called; the count read.
-    A missing topic or partition reads nothing."""
+    """Call `each(record)` for every record of `partitions` of `topic` (written at or after
+    `since_ms`, when given), up to the end each had when called, in offset order per partition;
+    the count read. A missing topic or partition reads nothing."""
     reader = Consumer(
         {
             **config,
@@ -482,13 +496,18 @@ def read_side_values(
         if meta is None or meta.error is not None or not meta.partitions:
             return 0
         wanted = [p for p in partitions if p in meta.partitions]
-        ends = {
-            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in wanted
+        marks = {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in wanted
         }
-        starts = reader.offsets_for_times(
-            [TopicPartition(topic, p, since_ms) for p in wanted], timeout=30
-        )
-        begin = {t.partition: (t.offset if t.offset >= 0 else ends[t.partition]) for t in starts}
+        ends = {p: high for p, (_, high) in marks.items()}
+        begin = {p: low for p, (low, _) in marks.items()}
+        if since_ms is not None and wanted:
+            starts = reader.offsets_for_times(
+                [TopicPartition(topic, p, since_ms) for p in wanted], timeout=30
+            )
+            begin = {
+                t.partition: (t.offset if t.offset >= 0 else ends[t.partition]) for t in starts
+            }
         todo = {p for p in wanted if begin[p] < ends[p]}
         reader.assign([TopicPartition(topic, p, begin[p]) for p in todo])
         count = 0
@@ -499,7 +518,16 @@ def read_side_values(
                 if msg.error() is not None or partition not in todo or offset is None:
                     continue
                 kind, ts = msg.timestamp()
-                each(partition, msg.key(), msg.value(), ts if kind != 0 else since_ms)
+                each(
+                    SideRecord(
+                        partition,
+                        offset,
+                        msg.key(),
+                        msg.value(),
+                        _headers(msg.headers()),
+                        ts if kind != 0 else None,
+                    )
+                )
                 count += 1
                 if offset + 1 >= ends[partition]:
                     todo.discard(partition)

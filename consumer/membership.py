@@ -21,16 +21,17 @@ import structlog
 from consumer.budget import TokenBucket, member_share
 from consumer.changelog import AppliedLog
 from consumer.config import Settings
-from consumer.deadletters import ParkedOrder, parked_orders
+from consumer.deadletters import Headers, ParkedOrder, header_value, parked_orders
 from consumer.dedupe import SeenFilter
 from consumer.errors import InfrastructureError
 from consumer.health import HealthServer
 from consumer.kafka_io import (
     KafkaSource,
     KafkaThread,
+    SideRecord,
     SideTopicWriter,
     SourceRecord,
-    read_side_topic,
+    read_side_records,
 )
 from consumer.lanes import CoalescingPolicy
 from consumer.metrics import Metrics, SettleOutcome
@@ -137,19 +138,30 @@ class GroupMembership:
     def _on_assign(self, partitions: list[int]) -> None:
         committed = self._source.committed(partitions)
         ends = self._source.end_offsets(partitions)
-        parked = self._parked_at_assignment(partitions)
+        parked = self._parked_at_assignment(partitions, {c.partition: c.offset for c in committed})
         seen = self._applied.load(partitions)  # the event ids these partitions applied lately
         self._call_loop(self._adopt(committed, ends, parked, seen)).result(timeout=30)
 
-    def _parked_at_assignment(self, partitions: list[int]) -> dict[int, dict[str, ParkedOrder]]:
+    def _parked_at_assignment(
+        self, partitions: list[int], committed: Mapping[int, int | None]
+    ) -> dict[int, dict[str, ParkedOrder]]:
         """Orders parked by earlier owners stay parked: rebuilt from the parking topic, whose
-        partition p holds what source partition p parked."""
+        partition p holds what source partition p parked (records parked before parking named
+        the partition, by key hash, count only when their parking partition is read too)."""
         if not partitions:
             return {}
-        records = read_side_topic(
-            self._side_reader_config, self._settings.parking_topic, partitions
-        )
-        found = {p: parked_orders(records, self._source.topic, p) for p in partitions}
+        records: dict[int, list[tuple[int, Headers]]] = {p: [] for p in partitions}
+
+        def each(record: SideRecord) -> None:
+            # offsets order records within the source's own parking partition only
+            same = header_value(record.headers, "fc.source.partition") == str(record.partition)
+            records[record.partition].append((record.offset if same else -1, record.headers))
+
+        read_side_records(self._side_reader_config, self._settings.parking_topic, partitions, each)
+        every = [r for p in sorted(records) for r in records[p]]
+        found = {
+            p: parked_orders(every, self._source.topic, p, committed.get(p)) for p in partitions
+        }
         if any(found.values()):
             _log.info(
                 "parked_orders_restored", orders={p: sorted(o) for p, o in found.items() if o}
