@@ -52,7 +52,7 @@ def test_a_partition_with_100000_orders_is_restored_in_seconds_and_recognises_ev
     others = [f"new-{i}" for i in range(20_000)]
     false_hits = len(log.hits(1, others))
     records = ORDERS * EVENTS_PER_ORDER
-    print(
+    print(  # noqa: T201 - the figures are the report
         f"\nrestore: {records} changelog records ({ORDERS} orders) in {seconds:.2f} s; "
         f"filter {log.filter_bytes} bytes ({log.filter_bytes / records:.2f} B/event); "
         f"false hits {false_hits}/{len(others)}"

@@ -86,7 +86,7 @@ def run_with_duplicates(
         "events_applied": result.events_posted,
         "parked": len(parked),
     }
-    print(f"\nduplicate run: {figures}")  # the report's figures (pytest -s)
+    print(f"\nduplicate run: {figures}")  # noqa: T201 - the figures are the report
     assert result.mismatches == [], result.mismatches[:5]
     assert result.duplicate_events == 0, "an event was captured twice"
     assert result.order_violations == 0
