@@ -99,6 +99,8 @@ class AppliedLog:
         count = read_side_records(
             self._reader_config, self.topic, list(partitions), each, since_ms=since
         )
+        for found in filters.values():
+            found.settle()
         if count:
             _log.info(
                 "dedupe_restored",

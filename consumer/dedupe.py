@@ -6,86 +6,83 @@ record of what Digital River has is the fulfillments' metadata (`fulfillments.ev
 this module is the cheap question in front of it. `SeenFilter.might_contain(event_id)`:
 
 - False: the event was not applied within the window: post it (the happy path reads nothing);
-- True: maybe it was (a duplicate, or a false positive at about `FALSE_POSITIVE_RATE`): the
+- True: maybe it was (a duplicate, or a false positive: about n / 2**32 with n ids held): the
   batch is reconciled with the order's fulfillments before posting, so a false positive costs
   one read, never a skipped capture.
 
-There are no false negatives for an id added within the window (`window_ms`). The filter is a
-ring of Bloom filters, one per slice of the window ("generation"), each growing by blocks that
-double in size: about 2 bytes per event, so a member holds millions of recent ids in a few MB,
-and memory stays bounded by what was applied within the window, not by orders. It is rebuilt
-after a restart or a takeover from the changelog topic (`changelog.py`).
+There are no false negatives for an id added within the window (`window_ms`). The filter keeps a
+32-bit fingerprint per id, in sorted arrays (4 bytes per id, binary search), one set of arrays per
+slice of the window ("generation", dropped whole when it leaves the window): a member holds
+millions of recent ids in a few MB, and memory is bounded by what was applied within the window,
+not by orders. It is rebuilt after a restart or a takeover from the changelog topic
+(`changelog.py`).
 
 Time comes in as milliseconds since the epoch (`now_ms`, `at_ms`); nothing here reads a clock.
 """
 
 from __future__ import annotations
 
-import hashlib
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Final
 
-BITS_PER_EVENT: Final = 16
-HASHES: Final = 11
-FIRST_BLOCK_EVENTS: Final = 1024
 GENERATIONS: Final = 8
-FALSE_POSITIVE_RATE: Final = 0.0005  # per filled block, at 16 bits and 11 hashes per event
-_MASK64: Final = (1 << 64) - 1
+FINGERPRINT_BITS: Final = 32
+BUFFER: Final = 1024  # fingerprints kept in a set before they join the sorted runs
+_MASK: Final = (1 << FINGERPRINT_BITS) - 1
 
 
-def _hashes(event_id: str) -> tuple[int, int]:
-    digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=16).digest()
-    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little") | 1
-
-
-@dataclass(slots=True)
-class _Block:
-    """One Bloom filter for up to `capacity` events (a power of two)."""
-
-    capacity: int
-    bits: bytearray = field(init=False)
-    count: int = 0
-
-    def __post_init__(self) -> None:
-        self.bits = bytearray(self.capacity * BITS_PER_EVENT // 8)
-
-    def _positions(self, h1: int, h2: int) -> Iterable[int]:
-        mask = self.capacity * BITS_PER_EVENT - 1
-        return (((h1 + i * h2) & _MASK64) & mask for i in range(HASHES))
-
-    def add(self, h1: int, h2: int) -> None:
-        bits = self.bits
-        for p in self._positions(h1, h2):
-            bits[p >> 3] |= 1 << (p & 7)
-        self.count += 1
-
-    def contains(self, h1: int, h2: int) -> bool:
-        bits = self.bits
-        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(h1, h2))
+def fingerprint(event_id: str) -> int:
+    """32 bits of the event id's hash. Python's string hash is salted per process, which is
+    fine: a member rebuilds its filters from the event ids in the changelog, never stores these.
+    Two ids share a fingerprint with probability 2**-32 per pair: with n ids held, a new id is a
+    false positive with probability about n / 2**32 (0.02% at a million)."""
+    return hash(event_id) & _MASK
 
 
 @dataclass(slots=True)
 class _Generation:
-    blocks: list[_Block] = field(default_factory=lambda: [_Block(FIRST_BLOCK_EVENTS)])
+    """The fingerprints of one slice of the window: sorted runs of 4-byte integers whose sizes
+    halve from the first (merged like a log-structured tree: O(log n) per add, amortized), and a
+    small set of the newest."""
 
-    def add(self, h1: int, h2: int) -> None:
-        last = self.blocks[-1]
-        if last.count >= last.capacity:
-            last = _Block(last.capacity * 2)
-            self.blocks.append(last)
-        last.add(h1, h2)
+    runs: list[array[int]] = field(default_factory=list)
+    recent: set[int] = field(default_factory=set)
 
-    def contains(self, h1: int, h2: int) -> bool:
-        return any(block.contains(h1, h2) for block in self.blocks)
+    def add(self, fp: int) -> None:
+        self.recent.add(fp)
+        if len(self.recent) >= BUFFER:
+            self.settle()
+
+    def settle(self) -> None:
+        """Move the newest fingerprints into the sorted runs."""
+        if not self.recent:
+            return
+        run = array("I", sorted(self.recent))
+        self.recent.clear()
+        while self.runs and len(self.runs[-1]) <= 2 * len(run):
+            run = array("I", sorted(chain(self.runs.pop(), run)))  # timsort merges two runs
+        self.runs.append(run)
+
+    def contains(self, fp: int) -> bool:
+        if fp in self.recent:
+            return True
+        for run in self.runs:
+            at = bisect_left(run, fp)
+            if at < len(run) and run[at] == fp:
+                return True
+        return False
 
     @property
     def nbytes(self) -> int:
-        return sum(len(block.bits) for block in self.blocks)
+        return sum(run.itemsize * len(run) for run in self.runs) + 8 * len(self.recent)
 
     @property
     def count(self) -> int:
-        return sum(block.count for block in self.blocks)
+        return sum(len(run) for run in self.runs) + len(self.recent)
 
 
 class SeenFilter:
@@ -115,17 +112,22 @@ class SeenFilter:
         generation = self._generations.get(key)
         if generation is None:
             generation = self._generations[key] = _Generation()
-        generation.add(*_hashes(event_id))
+        generation.add(fingerprint(event_id))
 
     def add_all(self, event_ids: Iterable[str], at_ms: int) -> None:
         for event_id in event_ids:
             self.add(event_id, at_ms)
 
+    def settle(self) -> None:
+        """Compact what was just added (after a restore): memory is then 4 bytes per id."""
+        for generation in self._generations.values():
+            generation.settle()
+
     def might_contain(self, event_id: str, now_ms: int) -> bool:
         """False: not applied within the window. True: maybe (look at Digital River)."""
         self.expire(now_ms)
-        h1, h2 = _hashes(event_id)
-        return any(g.contains(h1, h2) for g in self._generations.values())
+        fp = fingerprint(event_id)
+        return any(g.contains(fp) for g in self._generations.values())
 
     def expire(self, now_ms: int) -> None:
         oldest = (now_ms - self.window_ms) // self._span

@@ -58,6 +58,6 @@ def test_a_partition_with_100000_orders_is_restored_in_seconds_and_recognises_ev
         f"false hits {false_hits}/{len(others)}"
     )
     assert seconds < 120
-    assert log.filter_bytes / records < 4
-    assert false_hits / len(others) < 0.01
+    assert log.filter_bytes / records <= 4.1
+    assert false_hits / len(others) < 0.001
     assert log.hits(0, ids) == frozenset(), "partition 0 applied nothing"

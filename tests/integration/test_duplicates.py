@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -146,3 +147,26 @@ def test_a_duplicate_published_after_a_member_restart_is_not_applied(
             [original.event_id, later.event_id]
         )
         assert "dedupe_restored" in group.log_text()
+
+
+def test_a_duplicate_older_than_the_window_is_posted_as_a_new_event(
+    make_group: Callable[..., Group],
+) -> None:
+    """What the README says: past DEDUPE_WINDOW_HOURS an eventId is no longer recognised."""
+    with SandboxServer(SandboxConfig(strict_orders=True)) as sandbox:
+        group = make_group(1, sandbox.url, DEDUPE_WINDOW_HOURS="0.001")  # 3.6 s
+        seed_orders(sandbox.url, [("ord_a", {"itm_a": 5})])
+        original = shipment(str(uuid.uuid4()), "ord_a", (("itm_a", 2),))
+        produce(group.bootstrap, group.topic, [valid_record(original)])
+        first = group.start_member()
+        wait_until(group.all_committed, 60, "the original is applied and committed")
+        assert group.stop(first) == 0
+        applied_by = time.monotonic()
+        wait_until(lambda: time.monotonic() > applied_by + 8, 30, "the window has passed")
+
+        produce(group.bootstrap, group.topic, [valid_record(original)])
+        second = group.start_member()
+        wait_until(group.all_committed, 60, "the late duplicate is settled")
+        assert group.stop(second) == 0
+        lines = admin_get(sandbox.url, "/_admin/ledger", orderId="ord_a")["orders"]["ord_a"]
+        assert lines["lines"]["itm_a"]["captured"] == 4
