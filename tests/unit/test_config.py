@@ -404,3 +404,18 @@ def test_run_with_a_bad_setting_exits_non_zero_naming_the_variable(
     assert result.exit_code != 0
     assert variable in result.output
     assert TEST_KEY not in result.output
+
+
+def test_the_dedupe_changelog_defaults_to_the_input_topic_with_a_suffix_and_a_week() -> None:
+    settings = build()
+    assert settings.dedupe_topic == "warehouse.fulfillment-events.applied"
+    assert settings.dedupe_window_hours == 168.0
+
+
+@pytest.mark.parametrize("hours", [0.0, -1.0, float("nan")])
+def test_a_dedupe_window_that_is_not_positive_is_refused_naming_its_variable(hours: float) -> None:
+    assert refused(dedupe_window_hours=hours).setting == "DEDUPE_WINDOW_HOURS"
+
+
+def test_a_bad_dedupe_topic_name_is_refused_naming_its_variable() -> None:
+    assert refused(dedupe_topic="no spaces allowed").setting == "DEDUPE_TOPIC"

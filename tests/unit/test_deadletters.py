@@ -260,7 +260,7 @@ def test_a_record_parked_after_the_redrive_read_the_parking_topic_keeps_the_orde
 
 
 @given(
-    through=st.integers(min_value=-1, max_value=20),
+    through=st.integers(min_value=0, max_value=20),
     last=st.integers(min_value=-1, max_value=20),
     unacked=st.integers(min_value=0, max_value=3),
     first=st.booleans(),
