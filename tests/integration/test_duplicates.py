@@ -86,6 +86,7 @@ def run_with_duplicates(
         "reads": sum(stats.get("GET /fulfillments", {}).values()),
         "events_applied": result.events_posted,
         "parked": len(parked),
+        "changelog_records": len(read_topic(group.bootstrap, f"{group.topic}.applied")),
     }
     print(f"\nduplicate run: {figures}")  # noqa: T201 - the figures are the report
     assert result.mismatches == [], result.mismatches[:5]
