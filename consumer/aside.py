@@ -17,7 +17,14 @@ from typing import Any
 
 import structlog
 
-from consumer.deadletters import Headers, ParkedOrder, dead_letter_headers, parking_headers
+from consumer.deadletters import (
+    REDRIVE_POSITION_HEADER,
+    Headers,
+    ParkedOrder,
+    dead_letter_headers,
+    header_value,
+    parking_headers,
+)
 from consumer.errors import BadInput
 from consumer.kafka_io import RECORD_TOO_LARGE, SideTopicWriter, SourceRecord
 from consumer.lanes import PendingEvent
@@ -29,6 +36,8 @@ _log = structlog.get_logger("aside")
 REWRITE_DELAY_SECONDS = 1.0  # a failed write is made again after this (no hot loop)
 Settle = Callable[[Any, int, SettleOutcome], None]
 """settle(partition state, offset, outcome) on the event loop."""
+Landed = Callable[[Any, str, int], None]
+"""landed(partition state, order id, parking offset) on the event loop, for parked records."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,7 @@ class AsideWriter:
         metrics: Metrics,
         settle: Settle,
         owned: Callable[[Any], bool],
+        landed: Landed | None = None,
     ) -> None:
         self._side = side
         self._dlq_topic = dlq_topic
@@ -60,6 +70,7 @@ class AsideWriter:
         self._metrics = metrics
         self._settle = settle
         self._owned = owned
+        self._landed = landed
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -103,6 +114,7 @@ class AsideWriter:
             offsets=[e.offset for e in entries],
         )
         for record in records:
+            position = header_value(record.headers, REDRIVE_POSITION_HEADER)
             headers = parking_headers(
                 order_id=order_id,
                 reason=why.reason,
@@ -115,9 +127,11 @@ class AsideWriter:
                 timestamp_ms=record.timestamp_ms,
                 parked_at_ms=int(time.time() * 1000),
                 original=record.headers,
+                position=int(position) if position is not None and position.isdigit() else None,
             )
-            # keyed by order id: an order's parked records (and a redrive marker) share a partition
-            aside = _Aside(self._parking_topic, None, record, headers, "parked")
+            # partition = source partition, named: whoever owns source partition p reads parking
+            # partition p, whatever partitioner the producers of the input topic use
+            aside = _Aside(self._parking_topic, record.partition, record, headers, "parked")
             self._produce(ps, aside)
         self._metrics.record_parked(ps.partition, len(entries))
 
@@ -125,20 +139,32 @@ class AsideWriter:
         loop = self._loop
         assert loop is not None
 
+        where: list[int] = []
+
         def done(error: str | None) -> None:  # Kafka thread
-            loop.call_soon_threadsafe(self._done, ps, aside, error)
+            offset = where[0] if where else -1
+            loop.call_soon_threadsafe(self._done, ps, aside, error, offset)
 
         record = aside.record
         copy = shrink(record.key, record.value, aside.headers, aside.shrunk)
         self._side.produce(
-            aside.topic, copy.key, copy.value, copy.headers, done, partition=aside.partition
+            aside.topic,
+            copy.key,
+            copy.value,
+            copy.headers,
+            done,
+            partition=aside.partition,
+            landed=where.append,
         )
 
-    def _done(self, ps: Any, aside: _Aside, error: str | None) -> None:
+    def _done(self, ps: Any, aside: _Aside, error: str | None, offset: int) -> None:
         if not self._owned(ps):
             return  # the partition went away; its next owner redoes the record
         if error is None:
             self._settle(ps, aside.record.offset, aside.outcome)
+            order_id = header_value(aside.headers, "fc.park.order")
+            if self._landed is not None and aside.outcome == "parked" and order_id is not None:
+                self._landed(ps, order_id, offset)
             return
         _log.error(
             "side_topic_write_failed",

@@ -286,6 +286,21 @@ def kafka_passthrough(role: ClientRole) -> dict[str, str]:
     "[default: 2/3 of KAFKA_SESSION_TIMEOUT_MS, or of 45 s].",
 )
 @click.option(
+    "--dedupe-topic",
+    envvar="DEDUPE_TOPIC",
+    default=None,
+    help="Changelog of applied event ids, a partition per input partition "
+    "[default: <topic>.applied].",
+)
+@click.option(
+    "--dedupe-window-hours",
+    envvar="DEDUPE_WINDOW_HOURS",
+    type=float,
+    default=168.0,
+    show_default=True,
+    help="How long an applied eventId is recognised as a duplicate (the changelog's retention).",
+)
+@click.option(
     "--log-format",
     envvar="LOG_FORMAT",
     type=click.Choice(["auto", "json", "console"]),
@@ -308,7 +323,10 @@ def run(**options: Any) -> None:
         click.echo(json.dumps(settings.masked(), indent=2, default=str))
         return
     configure_logging(settings.log_format, settings.log_level)
-    code = asyncio.run(_run_member(settings))
+    try:
+        code = asyncio.run(_run_member(settings))
+    except ConfigurationError as exc:  # found at start, e.g. a side topic with too few partitions
+        raise click.UsageError(f"configuration: {exc}") from None
     sys.exit(code)
 
 
@@ -339,6 +357,8 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             dlq_max_ratio=options["dlq_max_ratio"],
             log_level=options["log_level"],
             fencing_lease=options["fencing_lease"],
+            dedupe_topic=options["dedupe_topic"],
+            dedupe_window_hours=options["dedupe_window_hours"],
             environ=os.environ,
         )
     except ConfigurationError as exc:

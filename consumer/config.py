@@ -188,6 +188,8 @@ class Settings:
     )  # may hold sasl.password
     log_level: str = "INFO"
     fencing_lease: float = 30.0  # seconds a member may post after its last confirmed poll/commit
+    dedupe_topic: str = ""  # changelog of applied event ids; "" -> `<topic>.applied`
+    dedupe_window_hours: float = 168.0
 
     def masked(self) -> dict[str, object]:
         """Every setting, printable: secrets and passthrough values that look secret are masked."""
@@ -331,6 +333,8 @@ def load_settings(
     dlq_max_ratio: float = 0.5,
     log_level: str = "INFO",
     fencing_lease: float | None = None,
+    dedupe_topic: str | None = None,
+    dedupe_window_hours: float = 168.0,
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -349,6 +353,7 @@ def load_settings(
     require_positive(commit_interval, "COMMIT_INTERVAL_SECONDS")
     require_positive(drain_timeout, "DRAIN_TIMEOUT_SECONDS")
     check_port(health_port, "HEALTH_PORT")
+    require_positive(dedupe_window_hours, "DEDUPE_WINDOW_HOURS")
     if not 0 < dlq_max_ratio <= 1:
         raise ConfigurationError(f"must be in (0, 1], got {dlq_max_ratio}", setting="DLQ_MAX_RATIO")
     extra = librdkafka_passthrough(environ)
@@ -379,6 +384,8 @@ def load_settings(
         kafka_extra=extra,
         log_level=log_level.upper(),
         fencing_lease=lease,
+        dedupe_topic=check_topic(dedupe_topic or f"{topic}.applied", "DEDUPE_TOPIC"),
+        dedupe_window_hours=dedupe_window_hours,
     )
 
 

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Headers = tuple[tuple[str, bytes], ...]
 
 _OURS = "fc."
 # set by `redrive` on records it puts back: the member treats them as possibly applied already
 REDRIVEN_HEADER = "fc.redriven.at"
+# the event's place in its order's sequence: the input offset where it was first consumed; kept
+# across park -> redrive -> park, so a redrive puts an order's events back in their first order
+POSITION_HEADER = "fc.order.position"
+REDRIVE_POSITION_HEADER = "fc.redrive.position"
+# on every redriven record: the parking offset up to which that redrive read the parking topic
+REDRIVE_THROUGH_HEADER = "fc.redrive.through"
+# on the first redriven record of each order: only that record may unpark the order
+REDRIVE_FIRST_HEADER = "fc.redrive.first"
+# on a redrive marker: the input offset where the order's first redriven record landed
+REDRIVE_LANDED_HEADER = "fc.redrive.landed"
 
 
 def _h(name: str, value: object) -> tuple[str, bytes]:
@@ -71,9 +81,12 @@ def parking_headers(
     timestamp_ms: int | None,
     parked_at_ms: int,
     original: Headers,
+    position: int | None = None,
 ) -> Headers:
+    """`position`: the event's first input offset when it was redriven before (else `offset`)."""
     own: Headers = (
         _h("fc.park.order", order_id),
+        _h(POSITION_HEADER, offset if position is None else position),
         _h("fc.park.reason", reason),
         _h("fc.parked.at", parked_at_ms),
     )
@@ -132,45 +145,82 @@ REDRIVE_MARKER_HEADER = "fc.redrive.order"
 
 @dataclass(frozen=True, slots=True)
 class ParkedOrder:
-    """Why an order is parked, as its parking records say."""
+    """Why an order is parked, as its parking records say; `last_offset`: the highest parking
+    offset of its records known (-1: none known); `unacked`: its records on their way to the
+    parking topic. A redrive that read the parking topic before them did not take them."""
 
     reason: str
     status: int | None
     code: str | None
     dr_message: str | None
+    last_offset: int = field(default=-1, compare=False)
+    unacked: int = field(default=0, compare=False)
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isascii() and text.isdigit() else None
 
 
 def parked_orders(
-    records: Iterable[tuple[bytes | None, Headers]], topic: str, partition: int
+    records: Iterable[tuple[int, Headers]], topic: str, partition: int, committed: int | None
 ) -> dict[str, ParkedOrder]:
     """The orders of `topic`/`partition` that are parked now, from the parking topic's records
-    (key, headers) in offset order: parked by a parking record, released by a redrive marker."""
+    (parking offset, headers) in offset order, `committed` being the group's committed offset
+    of that input partition.
+
+    A parking record parks its order. A redrive marker releases it only when (1) no record of
+    the order was parked after what that redrive read (`fc.redrive.through`): those were not
+    redriven and keep it parked; and (2) the order's first redriven record, at input offset
+    `fc.redrive.landed`, is below `committed`: until the member reads that record, the order's
+    events still in the input topic before it park behind it instead of overtaking it."""
     parked: dict[str, ParkedOrder] = {}
-    for _key, headers in records:
+    last: dict[str, int] = {}
+    markers: dict[str, tuple[int, int | None]] = {}
+    for offset, headers in records:
         if header_value(headers, "fc.source.topic") != topic:
             continue
         if header_value(headers, "fc.source.partition") != str(partition):
             continue
-        released = header_value(headers, REDRIVE_MARKER_HEADER)
-        if released is not None:
-            parked.pop(released, None)
+        marked = header_value(headers, REDRIVE_MARKER_HEADER)
+        if marked is not None:
+            through = _int(header_value(headers, REDRIVE_THROUGH_HEADER))
+            landed = _int(header_value(headers, REDRIVE_LANDED_HEADER))
+            markers[marked] = (offset if through is None else through, landed)
             continue
         order = header_value(headers, "fc.park.order")
         if order is None:
             continue
-        status = header_value(headers, "fc.park.status")
+        last[order] = offset
         parked[order] = ParkedOrder(
             reason=header_value(headers, "fc.park.reason") or "parked",
-            status=int(status) if status is not None and status.isdigit() else None,
+            status=_int(header_value(headers, "fc.park.status")),
             code=header_value(headers, "fc.park.code"),
             dr_message=header_value(headers, "fc.park.dr_message"),
+            last_offset=offset,
         )
+    for order, (through, landed) in markers.items():
+        read_back = landed is None or (committed is not None and landed < committed)
+        if order in parked and last[order] <= through and read_back:
+            del parked[order]
     return parked
 
 
-def redrive_marker_headers(*, order_id: str, topic: str, partition: int) -> Headers:
-    return (
+def unparks(why: ParkedOrder, headers: Headers) -> bool:
+    """Whether a redriven record (its `headers`) unparks its order parked for `why`: only the
+    order's first record of a redrive that read every record of the order parked so far."""
+    if header_value(headers, REDRIVE_FIRST_HEADER) is None:
+        return False
+    through = _int(header_value(headers, REDRIVE_THROUGH_HEADER))
+    return through is not None and why.unacked == 0 and why.last_offset <= through
+
+
+def redrive_marker_headers(
+    *, order_id: str, topic: str, partition: int, through: int, landed: int | None
+) -> Headers:
+    found = (
         _h(REDRIVE_MARKER_HEADER, order_id),
         _h("fc.source.topic", topic),
         _h("fc.source.partition", partition),
+        _h(REDRIVE_THROUGH_HEADER, through),
     )
+    return found + ((_h(REDRIVE_LANDED_HEADER, landed),) if landed is not None else ())

@@ -37,6 +37,7 @@ from consumer.outcomes import (
 )
 from consumer.reconcile import Decision as Reconciled
 from consumer.reconcile import decide, split_applied
+from consumer.refusal import SplitSearch
 
 _log = structlog.get_logger("delivery")
 
@@ -68,6 +69,8 @@ class ParkOrder:
     dr_message: str | None
     already: tuple[PendingEvent, ...]
     reads: int
+    # applied by a split of the refused batch (refusal.py): they settle, the rest parks
+    posted: tuple[PendingEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +171,16 @@ class FulfillmentSender:
                 return trip.done(None)
         for _round in range(2):  # a second round only after a 409 proved part of it applied
             response = await self._post(batch, trip.entries)
-            outcome = self._classify(response, attempt, trip, log)
+            outcome = self._classify(response, attempt, trip.entries, log)
+            if isinstance(outcome, Park):
+                return await self._split(batch, trip, attempt, _park(outcome, response, trip))
             if not isinstance(outcome, Reconcile):
                 return self._decision(outcome, response, trip)
             looked = await self._look(batch, trip, attempt, "conflict")
             if not isinstance(looked, Reconciled):
                 return looked
             if looked.park:  # nothing of ours is there: a real conflict
-                return _park(outcome, response, trip)
+                return await self._split(batch, trip, attempt, _park(outcome, response, trip))
             trip.follow(looked)
             if not trip.entries:
                 log.info("events_already_applied", event_ids=trip.already_ids(), code=outcome.code)
@@ -183,8 +188,63 @@ class FulfillmentSender:
         delay = backoff(attempt, self._policy, self._rng.random())
         return TryLater(delay, True, "conflict persisted", 409, trip.reads)
 
+    async def _split(self, batch: Batch, trip: _Trip, attempt: int, refused: ParkOrder) -> Decision:
+        """Digital River refused `trip.entries` as one POST: find the first event that really
+        fails (refusal.py); the ones before it apply, it and the order's later events park."""
+        if len(trip.entries) < 2:
+            return refused
+        log = _log.bind(partition=batch.partition, order_id=batch.order_id)
+        log.info("refused_batch_split", events=len(trip.entries), code=refused.code)
+        search = SplitSearch.of_refused(trip.entries)
+        fulfillment_id: str | None = None
+        while not (search.culprit_found or search.finished):
+            part = search.next_part()
+            response = await self._post(batch, part)
+            outcome = self._classify(response, attempt, part, log)
+            if isinstance(outcome, Applied):
+                fulfillment_id = outcome.fulfillment_id
+                search = search.answered(part, applied=True)
+            elif isinstance(outcome, Park) or (
+                isinstance(outcome, Reconcile) and outcome.status == 409
+            ):
+                # nothing of this part was there (we looked after the first refusal)
+                refused = _park(outcome, response, trip)
+                search = search.answered(part, applied=False)
+            elif isinstance(outcome, Stop):
+                return self._decision(outcome, response, trip)
+            else:  # ambiguous or throttled: look before posting any of it again
+                delay = (
+                    outcome.delay
+                    if isinstance(outcome, RetryLater)
+                    else backoff(attempt, self._policy, self._rng.random())
+                )
+                if isinstance(outcome, RetryLater) and outcome.status == 429:
+                    self._budget.pause_until(self._clock() + delay)
+                return TryLater(delay, True, "split interrupted", outcome.status, trip.reads)
+        if search.finished:
+            return Done(search.applied, trip.already, fulfillment_id, trip.reads)
+        log.info(
+            "refused_event_found",
+            offset=search.todo[0].offset,
+            event_id=search.todo[0].event.event_id,
+            applied=len(search.applied),
+        )
+        return ParkOrder(
+            refused.reason,
+            refused.status,
+            refused.code,
+            refused.dr_message,
+            trip.already,
+            trip.reads,
+            posted=search.applied,
+        )
+
     def _classify(
-        self, response: DrResponse | TransportFailure, attempt: int, trip: _Trip, log: Any
+        self,
+        response: DrResponse | TransportFailure,
+        attempt: int,
+        entries: tuple[PendingEvent, ...],
+        log: Any,
     ) -> Outcome:
         jitter = self._rng.random()
         if isinstance(response, TransportFailure):
@@ -195,7 +255,7 @@ class FulfillmentSender:
             status=response.status,
             dr_request_id=response.request_id,
             upstream_id=response.upstream_id,
-            event_ids=[e.event.event_id for e in trip.entries],
+            event_ids=[e.event.event_id for e in entries],
             attempt=attempt,
         )
         return classify_response(

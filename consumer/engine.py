@@ -14,6 +14,7 @@ stop work; and the dispatch horizon (partition.py) makes crashes and rebalances 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +25,7 @@ import structlog
 from consumer.aside import AsideWriter
 from consumer.breaker import CircuitBreaker
 from consumer.budget import TokenBucket
+from consumer.changelog import HOUR_MS, AppliedLog
 from consumer.codec import EventCodec, SchemaNotFetched
 from consumer.config import Settings
 from consumer.deadletters import (
@@ -31,6 +33,7 @@ from consumer.deadletters import (
     DeadLetterGuard,
     ParkedOrder,
     header_value,
+    unparks,
 )
 from consumer.delivery import Decision, Done, Fenced, FulfillmentSender, Halt, ParkOrder, TryLater
 from consumer.errors import BadInput, ConfigurationError, UnknownSchema
@@ -41,6 +44,8 @@ from consumer.kafka_io import (
     KafkaThread,
     SideTopicWriter,
     SourceRecord,
+    create_topic,
+    topic_partition_count,
 )
 from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
 from consumer.lease import MembershipLease
@@ -111,12 +116,19 @@ class Engine(GroupMembership):
             metrics=metrics,
             settle=lambda ps, offset, outcome: self._settle(ps, (offset,), outcome),
             owned=lambda ps: self._partitions.get(ps.partition) is ps,
+            landed=self._parked_landed,
         )
         self._side_reader_config = side_reader_config or {
             "bootstrap.servers": settings.bootstrap_servers
         }
         self._schemas = SchemaFetcher(codec, on_down=self._registry_down, rng=self._rng)
         self._schema_tasks: set[asyncio.Task[None]] = set()
+        self._applied = AppliedLog(
+            side,
+            settings.dedupe_topic,
+            window_ms=int(settings.dedupe_window_hours * HOUR_MS),
+            reader_config=self._side_reader_config,
+        )
         self._kafka_thread = KafkaThread()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_commit = 0.0
@@ -127,7 +139,9 @@ class Engine(GroupMembership):
     async def run(self, stop: asyncio.Event) -> int:
         self._loop = asyncio.get_running_loop()
         self._aside.bind(self._loop)
+        self._applied.bind(self._loop)
         self._total_partitions = await self._kafka(self._source.partition_count)
+        await self._kafka(self._check_side_topics)
         await self._kafka(self._source.subscribe, self._on_assign, self._on_revoke, self._on_lost)
         _log.info("member_started", topic=self._source.topic, group=self._settings.group_id)
         try:
@@ -160,6 +174,22 @@ class Engine(GroupMembership):
             await self._shutdown()
         return self._exit_code
 
+    def _check_side_topics(self) -> None:
+        """Kafka thread, at start: partition p of the parking and changelog topics holds what
+        source partition p parked / applied, so they need at least the input's partitions."""
+        self._applied.ensure_topic(self._source.topic, self._total_partitions)
+        parking = self._settings.parking_topic
+        found = topic_partition_count(self._side_reader_config, parking)
+        if found == 0:
+            create_topic(self._side_reader_config, parking, self._total_partitions, {})
+        elif found < self._total_partitions:
+            raise ConfigurationError(
+                f"{parking} has {found} partitions, fewer than the {self._total_partitions} of "
+                f"{self._source.topic}: partition p of it holds what source partition p parked; "
+                "add partitions to it (kafka-topics --alter --partitions) or name another topic",
+                setting="PARKING_TOPIC",
+            )
+
     def _halt(self, reason: str, exit_code: int) -> None:
         """Stop work: nothing more is dispatched; the loop ends and shuts down cleanly."""
         if self._halted is not None:
@@ -173,6 +203,14 @@ class Engine(GroupMembership):
             _log.error("member_stopped", reason=reason)
             if self._health is not None:
                 self._health.set_ready(False, reason)
+
+    def _parked_landed(self, ps: State, order_id: str, offset: int) -> None:
+        """A parked record of `order_id` is in the parking topic at `offset`."""
+        known = ps.parked.get(order_id)
+        if known is not None:
+            ps.parked[order_id] = dataclasses.replace(
+                known, last_offset=max(known.last_offset, offset), unacked=max(0, known.unacked - 1)
+            )
 
     def _publish_gauges(self) -> None:
         now = self._clock()
@@ -340,7 +378,10 @@ class Engine(GroupMembership):
 
     def _enqueue(self, ps: State, record: SourceRecord, event: Any) -> None:
         redriven = header_value(record.headers, REDRIVEN_HEADER) is not None
-        if redriven and ps.parked.pop(event.order_id, None) is not None:
+        why = ps.parked.get(event.order_id)
+        if redriven and why is not None and unparks(why, record.headers):
+            # the order's own first redriven event, from a redrive that took all it had parked
+            del ps.parked[event.order_id]
             _log.info("order_unparked", partition=ps.partition, order_id=event.order_id)
         if event.order_id in ps.parked:
             self._park(ps, [PendingEvent(record.offset, event)], ps.parked[event.order_id])
@@ -349,7 +390,12 @@ class Engine(GroupMembership):
         ps.lanes.add(record.offset, event, suspect=suspect)
 
     def _park(self, ps: State, entries: list[PendingEvent], why: ParkedOrder) -> None:
+        if not entries:
+            return
         self.stats.parked += len(entries)
+        order_id = entries[0].event.order_id
+        known = ps.parked.get(order_id, why)
+        ps.parked[order_id] = dataclasses.replace(known, unacked=known.unacked + len(entries))
         self._aside.park(ps, [ps.records[e.offset] for e in entries], entries, why)
 
     # -- dispatch ------------------------------------------------------------------------------
@@ -402,9 +448,14 @@ class Engine(GroupMembership):
         return task
 
     async def _deliver(self, ps: State, batch: Batch, attempt: int) -> None:
+        # asked when the batch goes out, so an original applied just before its duplicate counts
+        hits = self._applied.hits(ps.partition, batch.event_ids)
+        sent = batch
+        if hits and not batch.reconcile_first:
+            sent = dataclasses.replace(batch, reconcile_first=True)
         try:
             try:
-                decision = await self._sender.send(batch, attempt)
+                decision = await self._sender.send(sent, attempt)
             except asyncio.CancelledError:
                 self._in_flight -= 1
                 raise
@@ -412,7 +463,9 @@ class Engine(GroupMembership):
                 _log.exception("delivery_crashed", partition=ps.partition, order_id=batch.order_id)
                 decision = TryLater(1.0, True, "internal error", None, 0)
             self._in_flight -= 1
-            self._carry_out(ps, batch, attempt, decision)
+            self._carry_out(
+                ps, batch, attempt, decision, hits if sent is not batch else frozenset()
+            )
         finally:
             if self._probe is not None and self._probe is asyncio.current_task():
                 # every probe's end is reported: answered, cancelled, revoked, lost or fenced
@@ -420,7 +473,14 @@ class Engine(GroupMembership):
                 self._breaker.probe_ended(self._clock())
         self._dispatch_all()
 
-    def _carry_out(self, ps: State, batch: Batch, attempt: int, decision: Decision) -> None:
+    def _carry_out(
+        self,
+        ps: State,
+        batch: Batch,
+        attempt: int,
+        decision: Decision,
+        duplicates: frozenset[str] = frozenset(),
+    ) -> None:
         if self._partitions.get(ps.partition) is not ps:
             return  # the partition went away while this batch was out
         self.stats.reads += decision.reads if not isinstance(decision, Halt) else 0
@@ -428,11 +488,9 @@ class Engine(GroupMembership):
         if isinstance(decision, Done):
             if decision.posted:
                 self.stats.posts += 1
-            self.stats.already_applied += len(decision.already)
             ps.attempts.pop(batch.order_id, None)
             ps.lanes.complete(batch)
-            self._settle(ps, (e.offset for e in decision.posted), "applied")
-            self._settle(ps, (e.offset for e in decision.already), "already_applied")
+            self._applied_now(ps, batch.order_id, decision.posted, decision.already, duplicates)
         elif isinstance(decision, TryLater):
             if decision.status != 429:  # being told to slow down is no failure of this order
                 ps.attempts[batch.order_id] = attempt + 1
@@ -451,8 +509,10 @@ class Engine(GroupMembership):
             ps.lanes.retry(batch, self._clock() + FENCED_RETRY_SECONDS, ambiguous=True)
         elif isinstance(decision, ParkOrder):
             ps.attempts.pop(batch.order_id, None)
-            self._settle(ps, (e.offset for e in decision.already), "already_applied")
-            done = {e.offset for e in decision.already}
+            self._applied_now(ps, batch.order_id, decision.posted, decision.already, duplicates)
+            done = {e.offset for e in decision.already + decision.posted}
+            if decision.posted:
+                self.stats.posts += 1
             ps.lanes.complete(batch)
             rest = [e for e in batch.entries if e.offset not in done] + ps.lanes.take_order(
                 batch.order_id
@@ -463,6 +523,31 @@ class Engine(GroupMembership):
         else:
             ps.lanes.retry(batch, float("inf"))
             self._halt(decision.reason, EXIT_CONFIGURATION)
+
+    def _applied_now(
+        self,
+        ps: State,
+        order_id: str,
+        posted: tuple[PendingEvent, ...],
+        already: tuple[PendingEvent, ...],
+        duplicates: frozenset[str],
+    ) -> None:
+        """Record the events in the changelog; settle them once it has them (a committed event
+        is always in the changelog). `duplicates`: event ids the filter flagged."""
+        twice = tuple(e for e in already if e.event.event_id in duplicates)
+        found = tuple(e for e in already if e.event.event_id not in duplicates)
+        self.stats.already_applied += len(found)
+        self.stats.duplicates += len(twice)
+
+        def settle() -> None:
+            if self._partitions.get(ps.partition) is not ps:
+                return  # revoked meanwhile: the next owner reconciles these records
+            self._settle(ps, (e.offset for e in posted), "applied")
+            self._settle(ps, (e.offset for e in found), "already_applied")
+            self._settle(ps, (e.offset for e in twice), "duplicate")
+
+        ids = [e.event.event_id for e in posted + already]
+        self._applied.record(ps.partition, order_id, ids, settle)
 
     def _watch_outage(self, decision: Decision) -> None:
         """Feed the breaker: only answers about Digital River as a whole count."""

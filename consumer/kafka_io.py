@@ -29,6 +29,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # exported at runtime, missing from the stubs
 
 from consumer.config import Settings, passthrough_for
 from consumer.errors import InfrastructureError
@@ -281,11 +282,16 @@ class SideTopicWriter:
         on_done: Callable[[str | None], None],
         *,
         partition: int | None = None,
+        landed: Callable[[int], None] | None = None,
     ) -> None:
         """Queue one record (to `partition`, else the key's); `on_done(None)` once acknowledged,
-        `on_done(reason)` if it failed; a reason starting with RECORD_TOO_LARGE if it is too big."""
+        `on_done(reason)` if it failed; a reason starting with RECORD_TOO_LARGE if it is too big;
+        `landed(offset)` just before `on_done(None)`."""
 
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            offset = msg.offset()
+            if err is None and landed is not None and offset is not None:
+                landed(offset)
             on_done(None if err is None else _side_failure(err))
 
         while True:
@@ -417,3 +423,118 @@ class _LibrdkafkaLogger:
             _log.error("librdkafka_log", message=message)
         elif level >= 30:
             _log.warning("librdkafka_log", message=message)
+
+
+# -- side topics the member keeps per source partition (changelog, parking) -------------------
+
+
+def topic_partition_count(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> int:
+    """How many partitions `topic` has; 0 when it does not exist."""
+    admin = AdminClient(dict(config))
+    try:
+        meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException as exc:
+        raise InfrastructureError(f"cannot describe {topic}: {exc}") from exc
+    if meta is None or meta.error is not None or not meta.partitions:
+        return 0
+    return len(meta.partitions)
+
+
+def create_topic(
+    config: Mapping[str, Any],
+    topic: str,
+    partitions: int,
+    settings: Mapping[str, str],
+    timeout: float = 30.0,
+) -> None:
+    """Create `topic`; one that already exists (a member racing us) is fine."""
+    admin = AdminClient(dict(config))
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, config=dict(settings))],
+        request_timeout=timeout,
+    )
+    try:
+        futures[topic].result(timeout=timeout)
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return
+        raise InfrastructureError(f"cannot create {topic}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class SideRecord:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int | None
+
+
+def read_side_records(
+    config: Mapping[str, Any],
+    topic: str,
+    partitions: Sequence[int],
+    each: Callable[[SideRecord], None],
+    *,
+    since_ms: int | None = None,
+    timeout: float = 120.0,
+) -> int:
+    """Call `each(record)` for every record of `partitions` of `topic` (written at or after
+    `since_ms`, when given), up to the end each had when called, in offset order per partition;
+    the count read. A missing topic or partition reads nothing."""
+    reader = Consumer(
+        {
+            **config,
+            "group.id": "fc-side-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+    try:
+        meta = reader.list_topics(topic, timeout=30).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return 0
+        wanted = [p for p in partitions if p in meta.partitions]
+        marks = {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in wanted
+        }
+        ends = {p: high for p, (_, high) in marks.items()}
+        begin = {p: low for p, (low, _) in marks.items()}
+        if since_ms is not None and wanted:
+            starts = reader.offsets_for_times(
+                [TopicPartition(topic, p, since_ms) for p in wanted], timeout=30
+            )
+            begin = {
+                t.partition: (t.offset if t.offset >= 0 else ends[t.partition]) for t in starts
+            }
+        todo = {p for p in wanted if begin[p] < ends[p]}
+        reader.assign([TopicPartition(topic, p, begin[p]) for p in todo])
+        count = 0
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            for msg in reader.consume(1000, 0.2):
+                partition, offset = msg.partition(), msg.offset()
+                if msg.error() is not None or partition not in todo or offset is None:
+                    continue
+                kind, ts = msg.timestamp()
+                each(
+                    SideRecord(
+                        partition,
+                        offset,
+                        msg.key(),
+                        msg.value(),
+                        _headers(msg.headers()),
+                        ts if kind != 0 else None,
+                    )
+                )
+                count += 1
+                if offset + 1 >= ends[partition]:
+                    todo.discard(partition)
+        if todo:
+            raise InfrastructureError(f"could not read {topic} to its end within {timeout}s")
+        return count
+    except KafkaException as exc:
+        raise InfrastructureError(f"cannot read {topic}: {exc}") from exc
+    finally:
+        reader.close()

@@ -84,13 +84,17 @@ def leading_run(entries: deque[PendingEvent], policy: CoalescingPolicy) -> int:
 
     Shipments and cancellations mix freely (quantities are summed per line, shipped and cancelled
     side by side); a batch carries at most one tracking triple, so a shipment whose tracking
-    differs from the batch's starts the next batch; never more than `policy.max_events`.
+    differs from the batch's starts the next batch; never more than `policy.max_events`. An
+    event whose eventId the run already carries (a producer's duplicate) is never summed with
+    its original: it starts the next batch, which is checked against what was applied.
     """
     tracking: Tracking | None = None
+    seen: set[str] = set()
     count = 0
     for entry in entries:
-        if count >= policy.max_events:
+        if count >= policy.max_events or entry.event.event_id in seen:
             break
+        seen.add(entry.event.event_id)
         own = tracking_of(entry.event)
         if own is not None:
             if tracking is not None and own != tracking:

@@ -20,16 +20,19 @@ from typing import Any, TypeVar
 import structlog
 
 from consumer.budget import TokenBucket, member_share
+from consumer.changelog import AppliedLog
 from consumer.config import Settings
-from consumer.deadletters import ParkedOrder, parked_orders
+from consumer.deadletters import Headers, ParkedOrder, header_value, parked_orders
+from consumer.dedupe import SeenFilter
 from consumer.errors import InfrastructureError
 from consumer.health import HealthServer
 from consumer.kafka_io import (
     KafkaSource,
     KafkaThread,
+    SideRecord,
     SideTopicWriter,
     SourceRecord,
-    read_side_topic,
+    read_side_records,
 )
 from consumer.lanes import CoalescingPolicy
 from consumer.metrics import Metrics, SettleOutcome
@@ -57,6 +60,7 @@ class EngineStats:
     posts: int = 0
     reads: int = 0
     already_applied: int = 0
+    duplicates: int = 0  # events whose eventId was applied before (a producer's republish)
     dead_lettered: int = 0
     parked: int = 0
     commits: int = 0
@@ -81,6 +85,7 @@ class GroupMembership:
     _kafka_thread: KafkaThread
     _loop: asyncio.AbstractEventLoop | None
     _next_commit: float
+    _applied: AppliedLog
     stats: EngineStats
 
     def _settle(self, ps: State, offsets: Iterable[int], outcome: SettleOutcome) -> None:
@@ -140,18 +145,30 @@ class GroupMembership:
     def _on_assign(self, partitions: list[int]) -> None:
         committed = self._source.committed(partitions)
         ends = self._source.end_offsets(partitions)
-        parked = self._parked_at_assignment(partitions)
-        self._call_loop(self._adopt(committed, ends, parked)).result(timeout=30)
+        parked = self._parked_at_assignment(partitions, {c.partition: c.offset for c in committed})
+        seen = self._applied.load(partitions)  # the event ids these partitions applied lately
+        self._call_loop(self._adopt(committed, ends, parked, seen)).result(timeout=30)
 
-    def _parked_at_assignment(self, partitions: list[int]) -> dict[int, dict[str, ParkedOrder]]:
+    def _parked_at_assignment(
+        self, partitions: list[int], committed: Mapping[int, int | None]
+    ) -> dict[int, dict[str, ParkedOrder]]:
         """Orders parked by earlier owners stay parked: rebuilt from the parking topic, whose
-        partition p holds what source partition p parked."""
+        partition p holds what source partition p parked (records parked before parking named
+        the partition, by key hash, count only when their parking partition is read too)."""
         if not partitions:
             return {}
-        records = read_side_topic(
-            self._side_reader_config, self._settings.parking_topic, partitions
-        )
-        found = {p: parked_orders(records, self._source.topic, p) for p in partitions}
+        records: dict[int, list[tuple[int, Headers]]] = {p: [] for p in partitions}
+
+        def each(record: SideRecord) -> None:
+            # offsets order records within the source's own parking partition only
+            same = header_value(record.headers, "fc.source.partition") == str(record.partition)
+            records[record.partition].append((record.offset if same else -1, record.headers))
+
+        read_side_records(self._side_reader_config, self._settings.parking_topic, partitions, each)
+        every = [r for p in sorted(records) for r in records[p]]
+        found = {
+            p: parked_orders(every, self._source.topic, p, committed.get(p)) for p in partitions
+        }
         if any(found.values()):
             _log.info(
                 "parked_orders_restored", orders={p: sorted(o) for p, o in found.items() if o}
@@ -174,8 +191,13 @@ class GroupMembership:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _adopt(
-        self, committed: list[Any], ends: dict[int, int], parked: dict[int, dict[str, ParkedOrder]]
+        self,
+        committed: list[Any],
+        ends: dict[int, int],
+        parked: dict[int, dict[str, ParkedOrder]],
+        seen: Mapping[int, SeenFilter],
     ) -> None:
+        self._applied.install(seen)
         for c in committed:
             suspect = SuspectRange.at_assignment(
                 c.offset, decode_commit_metadata(c.metadata), ends.get(c.partition, 0)
@@ -220,6 +242,7 @@ class GroupMembership:
                     encode_commit_metadata(ps.release_horizon(), _now_ms()),
                 )
             del self._partitions[ps.partition]
+            self._applied.forget(ps.partition)
             self._metrics.forget_partition(ps.partition)
         self._rebudget()
         _log.info("partitions_revoked", partitions=sorted(partitions))
@@ -228,6 +251,7 @@ class GroupMembership:
     async def _forget(self, partitions: list[int]) -> None:
         for p in partitions:
             ps = self._partitions.pop(p, None)
+            self._applied.forget(p)
             self._metrics.forget_partition(p)
             if ps is not None:
                 for task in ps.tasks:

@@ -26,7 +26,9 @@ from consumer.errors import BadInputClass
 
 PREFIX: Final = "fulfillment_consumer_"
 
-SettleOutcome: TypeAlias = Literal["applied", "already_applied", "dead_lettered", "parked"]
+SettleOutcome: TypeAlias = Literal[
+    "applied", "already_applied", "duplicate", "dead_lettered", "parked"
+]
 ReconcileReason: TypeAlias = Literal["suspect", "ambiguous", "conflict"]
 HttpMethod: TypeAlias = Literal["POST", "GET"]
 

@@ -1,21 +1,26 @@
 """`fulfillment-consumer redrive`: parked records back onto the input topic, in order. [io]
 
 Contract: the parking topic is read from its beginning to the end offsets it had when the command
-started; the records of the chosen order(s) (header `fc.park.order`) are republished, in parking
-order, with their original key, value and headers (our `fc.` headers removed), by an idempotent
-producer, to the input partition they came from (`fc.source.partition`; the key's partition if
-that header is missing). A record parked twice (an earlier redrive parked again) is sent once.
-The command returns after every record is acknowledged; any delivery failure exits 1.
-
-What it does not do: a member keeps an order's parking in memory, per partition, until that
-partition is reassigned or the member restarts; until then it parks the redriven records again.
+started; the records of the chosen order(s) (header `fc.park.order`) parked after the order's
+last redrive (`fc.redrive.through` of its marker) are republished in the order's own event order
+(`fc.order.position`, the input offset where each event was first read), with their original
+key, value and headers (our `fc.` headers removed), by an idempotent producer, to the input
+partition they came from (`fc.source.partition`; the key's partition if that header is missing).
+A record parked twice is sent once. Each redriven record says how far this redrive read the
+parking topic (`fc.redrive.through`); the first of each order also says it is the first
+(`fc.redrive.first`): the member unparks the order on that record only, and only when nothing
+of the order was parked after that point (what was is redriven next time, in its place). After
+every record is acknowledged a marker per order goes to the parking partition of the source
+partition, naming `through` and where the first redriven record landed (`fc.redrive.landed`),
+so a member that takes the partition over keeps the order parked until it has read that record.
+Any delivery failure exits 1.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +33,11 @@ from rich.table import Table
 from consumer.cli import EnvCommand, kafka_options, kafka_passthrough
 from consumer.config import passthrough_for
 from consumer.deadletters import (
+    POSITION_HEADER,
+    REDRIVE_FIRST_HEADER,
     REDRIVE_MARKER_HEADER,
+    REDRIVE_POSITION_HEADER,
+    REDRIVE_THROUGH_HEADER,
     REDRIVEN_HEADER,
     Headers,
     header_value,
@@ -54,6 +63,15 @@ class ParkedRecord:
     def original_headers(self) -> Headers:
         return tuple((k, v) for k, v in self.headers if not k.startswith("fc."))
 
+    @property
+    def position(self) -> int:
+        """The event's place in its order: the input offset where it was first read."""
+        for name in (POSITION_HEADER, "fc.source.offset"):
+            found = header_value(self.headers, name)
+            if found is not None and found.isdigit():
+                return int(found)
+        return -1
+
     def source_partition(self, topic: str) -> int | None:
         if header_value(self.headers, "fc.source.topic") != topic:
             return None
@@ -62,25 +80,46 @@ class ParkedRecord:
 
 
 def select(records: Sequence[ParkedRecord], order_id: str | None) -> list[ParkedRecord]:
-    """The records of `order_id` (every order if None) parked since its last redrive, in order,
-    each event once. [pure]"""
-    last_marker: dict[str, int] = {}
-    for index, record in enumerate(records):
+    """The records of `order_id` (every order if None) parked after its last redrive, each
+    event once, in the order's event order. [pure]
+
+    "After its last redrive": a record of the order in the same parking partition above the
+    `fc.redrive.through` offset of the order's latest marker there (a marker without it, from
+    an older version, covers what precedes it). A record parked while a redrive ran, or after
+    it read the parking topic, is therefore still chosen."""
+    covered: dict[tuple[str, int], int] = {}
+    for record in records:
         marked = header_value(record.headers, REDRIVE_MARKER_HEADER)
         if marked is not None:
-            last_marker[marked] = index
+            through = header_value(record.headers, REDRIVE_THROUGH_HEADER)
+            upto = int(through) if through is not None and through.isdigit() else record.offset
+            key = (marked, record.partition)
+            covered[key] = max(covered.get(key, -1), upto)
     seen: set[tuple[bytes | None, bytes | None]] = set()
     chosen: list[ParkedRecord] = []
-    for index, record in enumerate(records):
-        if record.order_id is None or index < last_marker.get(record.order_id, -1):
+    for record in records:
+        order = record.order_id
+        if order is None or record.offset <= covered.get((order, record.partition), -1):
             continue  # a redrive marker, or redriven already
-        if order_id is not None and record.order_id != order_id:
+        if order_id is not None and order != order_id:
             continue
         if (record.key, record.value) in seen:
             continue
         seen.add((record.key, record.value))
         chosen.append(record)
-    return chosen
+    # stable: an order's events by their first input offset; orders keep their first appearance
+    first: dict[str | None, int] = {}
+    for index, record in enumerate(chosen):
+        first.setdefault(record.order_id, index)
+    return sorted(chosen, key=lambda r: (first[r.order_id], r.position))
+
+
+def read_through(records: Sequence[ParkedRecord]) -> dict[int, int]:
+    """Per parking partition, the highest offset read: how far this redrive saw. [pure]"""
+    through: dict[int, int] = {}
+    for record in records:
+        through[record.partition] = max(through.get(record.partition, -1), record.offset)
+    return through
 
 
 def read_parked(config: dict[str, Any], topic: str) -> list[ParkedRecord]:
@@ -134,42 +173,82 @@ def _parked(msg: Message[Any, Any]) -> ParkedRecord:
     )
 
 
-def republish(config: dict[str, Any], topic: str, records: Sequence[ParkedRecord]) -> list[str]:
-    """Produce `records` in order to `topic`; the delivery errors (empty when all landed)."""
+Landed = dict[tuple[str, int], int]
+"""(order id, input partition) -> input offset of the order's first redriven record."""
+
+
+def redriven_headers(record: ParkedRecord, *, through: int, first: bool) -> Headers:
+    """The original headers plus ours: redriven (reconcile first), how far this redrive read the
+    parking topic, the event's place in its order, and the first-of-its-order mark. [pure]"""
+    own: Headers = (
+        (REDRIVEN_HEADER, str(int(time.time() * 1000)).encode()),
+        (REDRIVE_THROUGH_HEADER, str(through).encode()),
+        (REDRIVE_POSITION_HEADER, str(record.position).encode()),
+    )
+    if first:
+        own += ((REDRIVE_FIRST_HEADER, b"1"),)
+    return record.original_headers + own
+
+
+def republish(
+    config: dict[str, Any],
+    topic: str,
+    records: Sequence[ParkedRecord],
+    through: dict[int, int],
+) -> tuple[list[str], Landed]:
+    """Produce `records` in order to `topic`; the delivery errors (empty when all landed) and
+    where each order's first record landed."""
     producer = Producer({**config, "enable.idempotence": True, "acks": "all"})
     errors: list[str] = []
+    landed: Landed = {}
 
-    def delivered(err: KafkaError | None, _msg: Message[Any, Any]) -> None:
-        if err is not None:
-            errors.append(str(err))
+    def delivered(order: str | None) -> Callable[[KafkaError | None, Message[Any, Any]], None]:
+        def report(err: KafkaError | None, msg: Message[Any, Any]) -> None:
+            if err is not None:
+                errors.append(str(err))
+                return
+            partition, offset = msg.partition(), msg.offset()
+            if order is not None and partition is not None and offset is not None:
+                key = (order, partition)
+                landed[key] = min(landed.get(key, offset), offset)
 
+        return report
+
+    started: set[str] = set()
     for record in records:
         target = record.source_partition(topic)
+        first = record.order_id is not None and record.order_id not in started
+        started.add(record.order_id or "")
         producer.produce(
             topic,
             value=record.value,
             key=record.key,
             # marks the record as possibly applied already: the member reconciles before posting,
             # so running redrive twice cannot capture twice
-            headers=[
-                *record.original_headers,
-                (REDRIVEN_HEADER, str(int(time.time() * 1000)).encode()),
-            ],
-            on_delivery=delivered,
+            headers=list(
+                redriven_headers(record, through=through.get(record.partition, -1), first=first)
+            ),
+            on_delivery=delivered(record.order_id),
             partition=-1 if target is None else target,  # -1: the key's partition
         )
     left = producer.flush(60)
     if left:
         errors.append(f"{left} record(s) not acknowledged within 60 s")
-    return errors
+    return errors, landed
 
 
 def mark_redriven(
-    config: dict[str, Any], parking_topic: str, topic: str, records: Sequence[ParkedRecord]
+    config: dict[str, Any],
+    parking_topic: str,
+    topic: str,
+    records: Sequence[ParkedRecord],
+    *,
+    through: dict[int, int],
+    landed: Landed,
 ) -> list[str]:
-    """After a successful republish: one marker per order and source partition in the parking
-    topic (keyed by order id, like the parked records), so members stop treating the order as
-    parked and the next redrive skips what was redriven."""
+    """After a successful republish: one marker per order and source partition, in the parking
+    partition of that source partition, saying how far this redrive read and where the order's
+    first redriven record landed (parked_orders and select read them)."""
     producer = Producer({**config, "enable.idempotence": True, "acks": "all"})
     errors: list[str] = []
 
@@ -177,17 +256,28 @@ def mark_redriven(
         if err is not None:
             errors.append(str(err))
 
-    marks = {(r.order_id, r.source_partition(topic)) for r in records if r.order_id is not None}
-    for order, partition in sorted(marks, key=lambda m: (m[0] or "", m[1] or -1)):
-        if order is None or partition is None:
+    marks: dict[tuple[str, int], int] = {}
+    for r in records:
+        partition = r.source_partition(topic)
+        if r.order_id is None or partition is None:
             continue
-        headers = redrive_marker_headers(order_id=order, topic=topic, partition=partition)
+        key = (r.order_id, partition)
+        marks[key] = max(marks.get(key, -1), through.get(r.partition, -1))
+    for (order, partition), upto in sorted(marks.items()):
+        headers = redrive_marker_headers(
+            order_id=order,
+            topic=topic,
+            partition=partition,
+            through=upto,
+            landed=landed.get((order, partition)),
+        )
         producer.produce(
             parking_topic,
             key=order.encode(),
             value=None,
             headers=list(headers),
             on_delivery=delivered,
+            partition=partition,
         )
     if producer.flush(60):
         errors.append("redrive markers not acknowledged within 60 s")
@@ -224,7 +314,9 @@ def redrive_command(
     config = {"bootstrap.servers": bootstrap_servers, **kafka_passthrough("reader")}
     plain = passthrough_for(config, "producer")
     parking = parking_topic or f"{topic}.parked"
-    parked = select(read_parked(config, parking), order_id)
+    everything = read_parked(config, parking)
+    parked = select(everything, order_id)
+    through = read_through(everything)
     console = Console()
     table = Table(title=f"redrive to {topic}" + (" (dry run)" if dry_run else ""))
     for column in ("order", "parked at", "source", "reason"):
@@ -239,7 +331,8 @@ def redrive_command(
     if dry_run or not parked:
         console.print(f"{len(parked)} record(s); nothing produced")
         return
-    errors = republish(plain, topic, parked) or mark_redriven(plain, parking, topic, parked)
+    errors, landed = republish(plain, topic, parked, through)
+    errors = errors or mark_redriven(plain, parking, topic, parked, through=through, landed=landed)
     if errors:
         click.echo(f"error: redrive incomplete: {'; '.join(errors)}", err=True)
         sys.exit(1)

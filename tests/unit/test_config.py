@@ -504,3 +504,16 @@ def test_every_kafka_command_refuses_an_engine_owned_key_before_connecting(comma
     result = invoke([command, "--bootstrap-servers", "127.0.0.1:1", *args], {"KAFKA_ACKS": "1"})
     assert result.exit_code == 2
     assert "KAFKA_ACKS" in result.output
+def test_the_dedupe_changelog_defaults_to_the_input_topic_with_a_suffix_and_a_week() -> None:
+    settings = build()
+    assert settings.dedupe_topic == "warehouse.fulfillment-events.applied"
+    assert settings.dedupe_window_hours == 168.0
+
+
+@pytest.mark.parametrize("hours", [0.0, -1.0, float("nan")])
+def test_a_dedupe_window_that_is_not_positive_is_refused_naming_its_variable(hours: float) -> None:
+    assert refused(dedupe_window_hours=hours).setting == "DEDUPE_WINDOW_HOURS"
+
+
+def test_a_bad_dedupe_topic_name_is_refused_naming_its_variable() -> None:
+    assert refused(dedupe_topic="no spaces allowed").setting == "DEDUPE_TOPIC"

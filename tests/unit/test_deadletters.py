@@ -9,6 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.deadletters import (
+    REDRIVE_FIRST_HEADER,
+    REDRIVE_THROUGH_HEADER,
+    REDRIVEN_HEADER,
     DeadLetterGuard,
     Headers,
     ParkedOrder,
@@ -17,6 +20,7 @@ from consumer.deadletters import (
     parked_orders,
     parking_headers,
     redrive_marker_headers,
+    unparks,
 )
 
 ORIGINAL: Headers = (("traceparent", b"00-abc-def-01"), ("producer", b"wms-7"))
@@ -219,21 +223,62 @@ def _parking(order: str, partition: int, code: str = "quantity_too_large") -> He
 
 def test_parked_orders_are_rebuilt_from_the_parking_records_of_that_source_partition() -> None:
     records = [
-        (b"ord_a", _parking("ord_a", 0)),
-        (b"ord_b", _parking("ord_b", 1)),
-        (b"ord_c", _parking("ord_c", 0, code="item_cancelled")),
+        (0, _parking("ord_a", 0)),
+        (1, _parking("ord_b", 1)),
+        (2, _parking("ord_c", 0, code="item_cancelled")),
     ]
-    parked = parked_orders(records, "events", 0)
+    parked = parked_orders(records, "events", 0, committed=10)
     assert sorted(parked) == ["ord_a", "ord_c"]
     assert parked["ord_a"] == ParkedOrder("conflict", 409, "quantity_too_large", "too many")
+    assert parked["ord_c"].last_offset == 2
 
 
-def test_a_redrive_marker_releases_an_order_until_it_is_parked_again() -> None:
-    marker = redrive_marker_headers(order_id="ord_a", topic="events", partition=0)
-    assert parked_orders([(b"ord_a", _parking("ord_a", 0)), (b"ord_a", marker)], "events", 0) == {}
-    again = [(b"ord_a", _parking("ord_a", 0)), (b"ord_a", marker), (b"ord_a", _parking("ord_a", 0))]
-    assert list(parked_orders(again, "events", 0)) == ["ord_a"]
+def _marker(order: str, through: int, landed: int | None) -> Headers:
+    return redrive_marker_headers(
+        order_id=order, topic="events", partition=0, through=through, landed=landed
+    )
+
+
+def test_a_redrive_marker_releases_an_order_once_its_first_redriven_record_was_read() -> None:
+    records = [(0, _parking("ord_a", 0)), (1, _marker("ord_a", through=0, landed=40))]
+    assert parked_orders(records, "events", 0, committed=41) == {}
+    # the redriven record is not read yet: events of the order before it must not overtake it
+    assert list(parked_orders(records, "events", 0, committed=40)) == ["ord_a"]
+    assert list(parked_orders(records, "events", 0, committed=None)) == ["ord_a"]
+
+
+def test_a_record_parked_after_the_redrive_read_the_parking_topic_keeps_the_order_parked() -> None:
+    # parked at 1 while the redrive ran (it had read through 0); its marker came after
+    records = [
+        (0, _parking("ord_a", 0)),
+        (1, _parking("ord_a", 0)),
+        (2, _marker("ord_a", through=0, landed=40)),
+    ]
+    assert list(parked_orders(records, "events", 0, committed=100)) == ["ord_a"]
+    again = [*records[:1], (1, _marker("ord_a", through=0, landed=40)), (2, _parking("ord_a", 0))]
+    assert list(parked_orders(again, "events", 0, committed=100)) == ["ord_a"]
+
+
+@given(
+    through=st.integers(min_value=0, max_value=20),
+    last=st.integers(min_value=-1, max_value=20),
+    unacked=st.integers(min_value=0, max_value=3),
+    first=st.booleans(),
+)
+def test_only_the_first_redriven_record_of_a_redrive_that_saw_everything_parked_unparks(
+    through: int, last: int, unacked: int, first: bool
+) -> None:
+    why = ParkedOrder("conflict", 409, None, None, last_offset=last, unacked=unacked)
+    headers: Headers = ((REDRIVE_THROUGH_HEADER, str(through).encode()),)
+    if first:
+        headers += ((REDRIVE_FIRST_HEADER, b"1"),)
+    assert unparks(why, headers) == (first and unacked == 0 and last <= through)
+
+
+def test_a_redriven_record_without_our_marks_never_unparks() -> None:
+    why = ParkedOrder("conflict", 409, None, None, last_offset=-1)
+    assert not unparks(why, ((REDRIVEN_HEADER, b"1"),))
 
 
 def test_records_of_another_topic_do_not_park_anything() -> None:
-    assert parked_orders([(b"ord_a", _parking("ord_a", 0))], "other-topic", 0) == {}
+    assert parked_orders([(0, _parking("ord_a", 0))], "other-topic", 0, committed=None) == {}

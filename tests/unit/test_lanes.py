@@ -291,3 +291,20 @@ def test_every_suspect_event_is_reconciled_not_only_the_first_batch_of_its_order
     lanes.add(3, shipment("e4"))
     (third,) = lanes.next_batches(0.0, 5)
     assert not third.reconcile_first
+
+
+@given(
+    ids=st.lists(st.sampled_from(["e1", "e2", "e3", "e4"]), min_size=1, max_size=30),
+    max_events=st.integers(min_value=1, max_value=10),
+)
+def test_a_republished_event_is_never_coalesced_with_its_original(
+    ids: list[str], max_events: int
+) -> None:
+    lanes = PartitionLanes(0, CoalescingPolicy(max_events=max_events))
+    feed(lanes, [shipment(event_id) for event_id in ids])
+    handed: list[str] = []
+    while batch := next(iter(lanes.next_batches(0.0, 1)), None):
+        assert len(set(batch.event_ids)) == len(batch.event_ids), "no eventId twice in a POST"
+        handed.extend(batch.event_ids)
+        lanes.complete(batch)
+    assert handed == ids, "every copy is handed out, in offset order"
