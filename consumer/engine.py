@@ -110,6 +110,8 @@ class Engine(GroupMembership):
         self._kafka_thread = KafkaThread()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_commit = 0.0
+        self._demands: dict[int, float] = {}
+        self._next_share = 0.0
         self._next_report = 0.0
         self.stats = EngineStats()
 
@@ -137,6 +139,7 @@ class Engine(GroupMembership):
                 for ps in self._partitions.values():
                     self._release_staged(ps)
                 self._dispatch_all()
+                await self._share_budget()
                 self._maybe_report()
                 self._publish_gauges()
                 if self._health is not None:

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 import structlog
 
-from consumer.budget import TokenBucket, member_share
+from consumer.budget import TokenBucket, fair_shares, member_share, owned_share, partition_demand
+from consumer.commit_metadata import decode as decode_metadata
 from consumer.config import Settings
 from consumer.deadletters import ParkedOrder, parked_orders
 from consumer.errors import InfrastructureError
@@ -74,6 +75,8 @@ class GroupMembership:
     _kafka_thread: KafkaThread
     _loop: asyncio.AbstractEventLoop | None
     _next_commit: float
+    _demands: dict[int, float]  # partition -> demand its owner last published (budget.py)
+    _next_share: float
     stats: EngineStats
 
     def _settle(self, ps: State, offsets: Iterable[int], outcome: SettleOutcome) -> None:
@@ -85,11 +88,12 @@ class GroupMembership:
 
     def _confirm(self, commits: dict[int, tuple[int, str]], horizons: dict[int, int]) -> None:
         """A commit went through: remember it; staged records under a confirmed horizon may go."""
-        for p, (offset, _) in commits.items():
+        for p, (offset, metadata) in commits.items():
             ps = self._partitions.get(p)
             if ps is None:
                 continue
             ps.last_committed = offset
+            ps.last_metadata = metadata
             self.stats.commits += 1
             if p in horizons:
                 ps.horizon = max(ps.horizon, horizons[p])
@@ -108,13 +112,17 @@ class GroupMembership:
             offset = ps.commit_offset()
             if offset is None:
                 continue
+            demand = partition_demand(ps.buffered, self._settings.dr_rate_limit)
             if wanted is not None:
                 horizons[p] = wanted
-                commits[p] = (offset, encode_commit_metadata(wanted))
-            elif periodic and offset != ps.last_committed:
+                commits[p] = (offset, encode_commit_metadata(wanted, demand=demand))
+            elif periodic:
                 # compared with the last *confirmed* commit, so a refused one (a rebalance's
-                # ILLEGAL_GENERATION) is simply made again on the next pass
-                commits[p] = (offset, encode_commit_metadata(ps.horizon))
+                # ILLEGAL_GENERATION) is simply made again on the next pass; a changed demand
+                # is published even when the offset stands still
+                metadata = encode_commit_metadata(ps.horizon, demand=demand)
+                if offset != ps.last_committed or metadata != ps.last_metadata:
+                    commits[p] = (offset, metadata)
         return commits, horizons
 
     def _backpressure(self) -> tuple[list[int], list[int]]:
@@ -219,11 +227,37 @@ class GroupMembership:
         _log.warning("partitions_lost", partitions=sorted(partitions))
 
     def _rebudget(self) -> None:
-        share = member_share(
-            self._settings.dr_rate_limit, len(self._partitions), max(1, self._total_partitions)
-        )
+        """This member's share: its partitions' fair shares of the group limit, from the demands
+        the group last published (budget.py); proportional to partitions until one is known."""
+        limit = self._settings.dr_rate_limit
+        if self._demands:
+            every = dict.fromkeys(range(max(1, self._total_partitions)), 0.0) | self._demands
+            share = owned_share(fair_shares(limit, every), self._partitions)
+            share = max(share, min(limit, 1e-3))  # a bucket needs a rate > 0; posts need work
+        else:
+            share = member_share(limit, len(self._partitions), max(1, self._total_partitions))
         self._budget.set_rate(share, self._clock())
         self._metrics.set_budget_rate(share)
+
+    async def _share_budget(self) -> None:
+        """Every commit interval: read the demand every partition's owner published in its
+        commit (one OffsetFetch for the whole topic) and take this member's fair share."""
+        now = self._clock()
+        if now < self._next_share or self._total_partitions <= 0:
+            return
+        self._next_share = now + self._settings.commit_interval
+        try:
+            committed = await self._kafka(self._source.committed, range(self._total_partitions))
+        except InfrastructureError as exc:
+            _log.warning("demand_read_failed", error=str(exc))
+            return  # keep the last share: the commits will be read again next interval
+        demands: dict[int, float] = {}
+        for c in committed:
+            decoded = decode_metadata(c.metadata)
+            known = decoded.demand if decoded is not None else None
+            demands[c.partition] = known if known is not None else 0.0
+        self._demands = demands
+        self._rebudget()
 
     # -- shutdown ------------------------------------------------------------------------------
     async def _shutdown(self) -> None:

@@ -48,6 +48,7 @@ class PartitionState(Generic[R]):
     attempts: dict[str, int] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     last_committed: int | None = None
+    last_metadata: str | None = None  # the metadata of the last confirmed commit
     paused: bool = False
     revoking: bool = False
 

@@ -21,10 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from consumer import commit_metadata
 from consumer.fulfillments import event_ids_of
 from consumer.lanes import PendingEvent
 
-COMMIT_METADATA_PREFIX: Final = "fc1:horizon="
+COMMIT_METADATA_PREFIX: Final = commit_metadata.PREFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +70,16 @@ def decide(result: ReconcileResult, *, after_conflict: bool) -> Decision:
     return Decision(result.applied, result.remaining, ())
 
 
-def encode_commit_metadata(horizon: int) -> str:
-    """Offset-commit metadata recording the dispatch horizon of the partition."""
-    if horizon < 0:
-        raise ValueError(f"horizon must be >= 0, got {horizon}")
-    return f"{COMMIT_METADATA_PREFIX}{horizon}"
+def encode_commit_metadata(horizon: int, *, demand: float | None = None) -> str:
+    """Offset-commit metadata recording the dispatch horizon of the partition (and, optionally,
+    its demand for the rate budget); the format is commit_metadata.py's."""
+    return commit_metadata.encode(commit_metadata.CommitMetadata(horizon, demand))
 
 
 def decode_commit_metadata(text: str | None) -> int | None:
     """The horizon an earlier commit recorded; None for no, foreign or garbled metadata."""
-    if not text or not text.startswith(COMMIT_METADATA_PREFIX):
-        return None
-    digits = text[len(COMMIT_METADATA_PREFIX) :]
-    if not (digits.isascii() and digits.isdigit()):
-        return None
-    return int(digits)
+    decoded = commit_metadata.decode(text)
+    return None if decoded is None else decoded.horizon
 
 
 @dataclass(frozen=True, slots=True)
