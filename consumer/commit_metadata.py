@@ -6,6 +6,7 @@ Format `fc2:` followed by `key=value` fields joined by `;`, e.g. `fc2:h=1200;d=1
 |---|---|
 | `h` | dispatch horizon (reconcile.py): [committed, h) may be at Digital River (required) |
 | `d` | the partition's demand, requests/s its owner could use now (budget.py; optional) |
+| `r` | past the committed offset: settled / unsure / never-dispatched runs (dispatch_log.py) |
 
 Any other key is kept as read (`CommitMetadata.extra`) so fields added later (by a newer member,
 or another concern of the commit) survive being read and written again by this version. The older
@@ -23,13 +24,14 @@ from typing import Final
 PREFIX: Final = "fc2:"
 LEGACY_PREFIX: Final = "fc1:horizon="
 MAX_METADATA_CHARS: Final = 1024
-_RESERVED: Final = frozenset({"h", "d"})
+_RESERVED: Final = frozenset({"h", "d", "r"})
 
 
 @dataclass(frozen=True, slots=True)
 class CommitMetadata:
     horizon: int
     demand: float | None = None
+    runs: str | None = None  # DispatchLog text, from the committed offset
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -41,6 +43,10 @@ def encode(metadata: CommitMetadata) -> str:
     fields = [f"h={metadata.horizon}"]
     if metadata.demand is not None:
         fields.append(f"d={_demand_text(metadata.demand)}")
+    if metadata.runs is not None:
+        if ";" in metadata.runs or "=" in metadata.runs:
+            raise ValueError(f"bad runs {metadata.runs!r}")
+        fields.append(f"r={metadata.runs}")
     for key, value in metadata.extra.items():
         if key in _RESERVED or not _is_token(key) or ";" in value:
             raise ValueError(f"bad commit metadata field {key!r}={value!r}")
@@ -70,7 +76,7 @@ def decode(text: str | None) -> CommitMetadata | None:
     if horizon is None:
         return None
     demand = _demand(fields.pop("d", None))
-    return CommitMetadata(horizon, demand, fields)
+    return CommitMetadata(horizon, demand, fields.pop("r", None), fields)
 
 
 def _demand_text(demand: float) -> str:

@@ -70,10 +70,12 @@ def decide(result: ReconcileResult, *, after_conflict: bool) -> Decision:
     return Decision(result.applied, result.remaining, ())
 
 
-def encode_commit_metadata(horizon: int, *, demand: float | None = None) -> str:
+def encode_commit_metadata(
+    horizon: int, *, demand: float | None = None, runs: str | None = None
+) -> str:
     """Offset-commit metadata recording the dispatch horizon of the partition (and, optionally,
-    its demand for the rate budget); the format is commit_metadata.py's."""
-    return commit_metadata.encode(commit_metadata.CommitMetadata(horizon, demand))
+    its demand for the rate budget and its dispatch log); the format is commit_metadata.py's."""
+    return commit_metadata.encode(commit_metadata.CommitMetadata(horizon, demand, runs))
 
 
 def decode_commit_metadata(text: str | None) -> int | None:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from consumer.commit_metadata import MAX_METADATA_CHARS, CommitMetadata, decode, encode
 
-keys = st.from_regex(r"[a-z][a-z0-9_]{0,7}", fullmatch=True).filter(lambda k: k not in {"h", "d"})
+keys = st.from_regex(r"[a-z][a-z0-9_]{0,7}", fullmatch=True).filter(lambda k: k not in {"h", "d", "r"})
 values = st.from_regex(r"[A-Za-z0-9.:,\-]{0,12}", fullmatch=True)
 
 
@@ -20,10 +20,11 @@ values = st.from_regex(r"[A-Za-z0-9.:,\-]{0,12}", fullmatch=True)
 def test_what_is_encoded_decodes_to_the_same_horizon_demand_and_extra_fields(
     horizon: int, demand: float | None, extra: dict[str, str]
 ) -> None:
-    decoded = decode(encode(CommitMetadata(horizon, demand, extra)))
+    decoded = decode(encode(CommitMetadata(horizon, demand, "s3u1", extra)))
     assert decoded is not None
     assert decoded.horizon == horizon
     assert decoded.extra == extra
+    assert decoded.runs == "s3u1"
     if demand is None:
         assert decoded.demand is None
     else:
@@ -33,7 +34,7 @@ def test_what_is_encoded_decodes_to_the_same_horizon_demand_and_extra_fields(
 def test_fields_a_newer_version_adds_survive_a_read_and_a_write() -> None:
     text = "fc2:h=40;d=3.0;t=1764237600000"
     decoded = decode(text)
-    assert decoded == CommitMetadata(40, 3.0, {"t": "1764237600000"})
+    assert decoded == CommitMetadata(40, 3.0, None, {"t": "1764237600000"})
     assert encode(decoded) == text
 
 
@@ -64,12 +65,13 @@ def test_decoding_any_text_never_raises(text: str) -> None:
     "bad",
     [
         CommitMetadata(-1),
-        CommitMetadata(1, None, {"h": "2"}),
-        CommitMetadata(1, None, {"a b": "2"}),
-        CommitMetadata(1, None, {"x": "a;b"}),
-        CommitMetadata(1, None, {"x": "y" * MAX_METADATA_CHARS}),
+        CommitMetadata(1, None, None, {"h": "2"}),
+        CommitMetadata(1, None, None, {"a b": "2"}),
+        CommitMetadata(1, None, None, {"x": "a;b"}),
+        CommitMetadata(1, None, "s1;x=2"),
+        CommitMetadata(1, None, None, {"x": "y" * MAX_METADATA_CHARS}),
     ],
 )
 def test_metadata_that_could_not_be_read_back_is_refused(bad: CommitMetadata) -> None:
-    with pytest.raises(ValueError, match=r"horizon|field|chars"):
+    with pytest.raises(ValueError, match=r"horizon|field|chars|runs"):
         encode(bad)
