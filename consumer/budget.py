@@ -179,3 +179,15 @@ def _water_level(ascending: list[float], budget: float) -> float:
 def owned_share(shares: Mapping[K, float], owned: Iterable[K]) -> float:
     """A member's requests/s: the sum of the shares of the partitions it owns."""
     return sum(shares.get(k, 0.0) for k in owned)
+
+
+LOOKAHEAD_SECONDS: Final = 2.0
+MIN_IN_FLIGHT: Final = 8
+
+
+def in_flight_cap(rate: float, ceiling: int) -> int:
+    """Batches worth having out at `rate` requests/s: what the budget lets go within
+    LOOKAHEAD_SECONDS (at least MIN_IN_FLIGHT, at most `ceiling`). More would only wait for
+    tokens, and every batch out is one a successor must reconcile after a crash."""
+    wanted = math.ceil(rate * LOOKAHEAD_SECONDS) if rate > 0 else MIN_IN_FLIGHT
+    return max(1, min(ceiling, max(MIN_IN_FLIGHT, wanted)))

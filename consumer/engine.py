@@ -8,7 +8,8 @@ to the loop, waiting for it (bounded by the drain timeout) before the partitions
 Guarantees carried out here (PRODUCT.md): per order one POST in flight and offset order (lanes);
 commits only over settled records (watermark), periodic while running and synchronous on revoke
 and shutdown; bad input to the dead-letter topic; a permanent failure parks the order; 401/403
-stop work; and the dispatch horizon (partition.py) makes crashes and rebalances reconcilable.
+stop work; and the dispatch log (partition.py) makes crashes and rebalances reconcilable: a batch
+is POSTed only once a commit lists it as unsure.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import structlog
 
 from consumer.aside import AsideWriter
 from consumer.breaker import CircuitBreaker
-from consumer.budget import TokenBucket
+from consumer.budget import TokenBucket, in_flight_cap
 from consumer.codec import EventCodec
 from consumer.config import Settings
 from consumer.deadletters import (
@@ -33,6 +34,7 @@ from consumer.deadletters import (
     header_value,
 )
 from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
+from consumer.dispatch_log import SETTLED, UNSURE
 from consumer.errors import BadInput
 from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.health import HealthServer
@@ -45,7 +47,6 @@ from consumer.kafka_io import (
 from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
 from consumer.membership import EngineStats, GroupMembership, State
 from consumer.metrics import Metrics, SettleOutcome
-from consumer.partition import StagedEvent
 
 _log = structlog.get_logger("engine")
 CONSUME_BATCH = 500
@@ -124,20 +125,20 @@ class Engine(GroupMembership):
         _log.info("member_started", topic=self._source.topic, group=self._settings.group_id)
         try:
             while not stop.is_set() and self._halted is None:
-                commits, horizons = self._commit_request()
+                commits, covered = self._commit_request()
                 pause, resume = self._backpressure()
                 idle = not any(
-                    ps.lanes.has_work_ready(self._clock()) for ps in self._partitions.values()
+                    ps.proposed or ps.lanes.has_work_ready(self._clock())
+                    for ps in self._partitions.values()
                 )
                 records, committed = await self._kafka(
                     self._step, commits, pause, resume, IDLE_POLL_SECONDS if idle else 0.0
                 )
                 if committed:
-                    self._confirm(commits, horizons)
+                    for ps, batch in self._confirm(commits, covered):
+                        self._launch(ps, batch)
                 for record in records:
                     self._accept(record)
-                for ps in self._partitions.values():
-                    self._release_staged(ps)
                 self._dispatch_all()
                 await self._share_budget()
                 self._maybe_report()
@@ -209,7 +210,7 @@ class Engine(GroupMembership):
                 p: {
                     "committed": ps.last_committed,
                     "oldest_unsettled": ps.watermark.oldest_unsettled(),
-                    "staged": len(ps.staged),
+                    "proposed": len(ps.proposed),
                     "pending": ps.lanes.pending,
                     "in_flight": ps.lanes.in_flight,
                     "paused": ps.paused,
@@ -247,13 +248,12 @@ class Engine(GroupMembership):
             return
         self._guard.record(bad=False)
         self._metrics.record_decoded(ps.partition)
-        ps.staged.append(StagedEvent(record, record.offset, decoded.event))
-
-    def _release_staged(self, ps: State) -> None:
-        """Staged records under the confirmed horizon may be posted: into the lanes."""
-        while ps.staged and ps.staged[0].offset < ps.horizon:
-            staged = ps.staged.popleft()
-            self._enqueue(ps, staged.record, staged.event)
+        if ps.inherited.kind_at(record.offset) == SETTLED:
+            # the previous owner settled it past its committed offset: nothing to send
+            self.stats.already_applied += 1
+            self._settle(ps, (record.offset,), "already_applied")
+            return
+        self._enqueue(ps, record, decoded.event)
 
     def _enqueue(self, ps: State, record: SourceRecord, event: Any) -> None:
         redriven = header_value(record.headers, REDRIVEN_HEADER) is not None
@@ -262,7 +262,7 @@ class Engine(GroupMembership):
         if event.order_id in ps.parked:
             self._park(ps, [PendingEvent(record.offset, event)], ps.parked[event.order_id])
             return
-        suspect = redriven or record.offset in ps.suspect
+        suspect = redriven or ps.inherited.kind_at(record.offset) == UNSURE
         ps.lanes.add(record.offset, event, suspect=suspect)
 
     def _park(self, ps: State, entries: list[PendingEvent], why: ParkedOrder) -> None:
@@ -279,8 +279,9 @@ class Engine(GroupMembership):
             return
         states = list(self._partitions.values())
         self._rng.shuffle(states)  # no partition is always first in line
+        cap = in_flight_cap(self._budget.rate, self._settings.max_in_flight)
         for ps in states:
-            free = self._settings.max_in_flight - self._in_flight
+            free = cap - self._in_flight
             if free <= 0:
                 return
             if ps.revoking:
@@ -300,8 +301,14 @@ class Engine(GroupMembership):
             return
 
     def _start(self, ps: State, batch: Batch) -> None:
+        """Counted in flight from now; POSTed once a confirmed commit lists it as unsure."""
         self._in_flight += 1
-        ps.dispatched_max = max(ps.dispatched_max, batch.last_offset)
+        if ps.covers(batch):
+            self._launch(ps, batch)
+        else:
+            ps.proposed.append(batch)
+
+    def _launch(self, ps: State, batch: Batch) -> None:
         attempt = ps.attempts.get(batch.order_id, 0)
         task = asyncio.create_task(self._deliver(ps, batch, attempt))
         ps.tasks.add(task)

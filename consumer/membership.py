@@ -4,7 +4,8 @@ The engine's base class. Everything here runs on the event loop, except the reba
 (`_on_assign`, `_on_revoke`, `_on_lost`), which confluent-kafka calls on the Kafka thread inside
 `consume()`: they hand the work to the loop and wait for it, so a partition's in-flight POSTs are
 finished (or abandoned, bounded by DRAIN_TIMEOUT_SECONDS) and its settled offsets committed
-before it goes. Each commit carries the partition's dispatch horizon (partition.py).
+before it goes. Each commit carries the partition's dispatch log (partition.py, dispatch_log.py)
+and its demand for the rate budget (budget.py).
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from consumer.kafka_io import (
     SourceRecord,
     read_side_topic,
 )
-from consumer.lanes import CoalescingPolicy
+from consumer.lanes import Batch, CoalescingPolicy
 from consumer.metrics import Metrics, SettleOutcome
-from consumer.partition import PartitionState
-from consumer.reconcile import SuspectRange, decode_commit_metadata, encode_commit_metadata
+from consumer.partition import PartitionState, inherited_log
+from consumer.reconcile import encode_commit_metadata
 
 T = TypeVar("T")
 State = PartitionState[SourceRecord]
+Covered = dict[int, tuple[State, list[Batch]]]  # partition -> (its state, batches a commit lists)
 _log = structlog.get_logger("engine")
 LEAVE_SECONDS = 10.0
 
@@ -77,6 +79,7 @@ class GroupMembership:
     _next_commit: float
     _demands: dict[int, float]  # partition -> demand its owner last published (budget.py)
     _next_share: float
+    _in_flight: int  # batches out or proposed, over every partition
     stats: EngineStats
 
     def _settle(self, ps: State, offsets: Iterable[int], outcome: SettleOutcome) -> None:
@@ -86,8 +89,11 @@ class GroupMembership:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._kafka_thread, fn, *args)
 
-    def _confirm(self, commits: dict[int, tuple[int, str]], horizons: dict[int, int]) -> None:
-        """A commit went through: remember it; staged records under a confirmed horizon may go."""
+    def _confirm(
+        self, commits: dict[int, tuple[int, str]], covered: Covered
+    ) -> list[tuple[State, Batch]]:
+        """A commit went through: remember it; the batches it listed as unsure may go now."""
+        launch: list[tuple[State, Batch]] = []
         for p, (offset, metadata) in commits.items():
             ps = self._partitions.get(p)
             if ps is None:
@@ -95,35 +101,42 @@ class GroupMembership:
             ps.last_committed = offset
             ps.last_metadata = metadata
             self.stats.commits += 1
-            if p in horizons:
-                ps.horizon = max(ps.horizon, horizons[p])
+            owner, batches = covered.get(p, (None, []))
+            if owner is ps and batches:
+                ps.confirm(batches)
+                launch += [(ps, batch) for batch in batches]
+        return launch
 
     # -- commits and backpressure -------------------------------------------------------------
-    def _commit_request(self) -> tuple[dict[int, tuple[int, str]], dict[int, int]]:
-        """Partitions whose horizon must move (now) or whose settled offset moved (periodically)."""
+    def _metadata(self, ps: State, offset: int, *, with_proposed: bool = True) -> str:
+        log = ps.dispatch_log(offset, with_proposed=with_proposed)
+        demand = partition_demand(ps.buffered, self._settings.dr_rate_limit)
+        return encode_commit_metadata(log.stop, demand=demand, runs=log.encode())
+
+    def _commit_request(self) -> tuple[dict[int, tuple[int, str]], Covered]:
+        """Partitions with batches waiting to be listed (now), or whose settled offset, dispatch
+        log or demand changed (periodically)."""
         now = self._clock()
         periodic = now >= self._next_commit
         if periodic:
             self._next_commit = now + self._settings.commit_interval
         commits: dict[int, tuple[int, str]] = {}
-        horizons: dict[int, int] = {}
+        covered: Covered = {}
         for p, ps in self._partitions.items():
-            wanted = ps.wanted_horizon()
             offset = ps.commit_offset()
             if offset is None:
                 continue
-            demand = partition_demand(ps.buffered, self._settings.dr_rate_limit)
-            if wanted is not None:
-                horizons[p] = wanted
-                commits[p] = (offset, encode_commit_metadata(wanted, demand=demand))
+            if ps.proposed:
+                covered[p] = (ps, list(ps.proposed))
+                commits[p] = (offset, self._metadata(ps, offset))
             elif periodic:
                 # compared with the last *confirmed* commit, so a refused one (a rebalance's
-                # ILLEGAL_GENERATION) is simply made again on the next pass; a changed demand
-                # is published even when the offset stands still
-                metadata = encode_commit_metadata(ps.horizon, demand=demand)
+                # ILLEGAL_GENERATION) is simply made again on the next pass; a changed log or
+                # demand is published even when the offset stands still
+                metadata = self._metadata(ps, offset)
                 if offset != ps.last_committed or metadata != ps.last_metadata:
                     commits[p] = (offset, metadata)
-        return commits, horizons
+        return commits, covered
 
     def _backpressure(self) -> tuple[list[int], list[int]]:
         limit = self._settings.max_buffered_per_partition
@@ -178,10 +191,14 @@ class GroupMembership:
         self, committed: list[Any], ends: dict[int, int], parked: dict[int, dict[str, ParkedOrder]]
     ) -> None:
         for c in committed:
-            suspect = SuspectRange.at_assignment(
-                c.offset, decode_commit_metadata(c.metadata), ends.get(c.partition, 0)
+            found = decode_metadata(c.metadata)
+            inherited = inherited_log(
+                c.offset,
+                None if found is None else found.horizon,
+                None if found is None else found.runs,
+                ends.get(c.partition, 0),
             )
-            ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, suspect)
+            ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, inherited)
             ps.parked.update(parked.get(c.partition, {}))
             self._partitions[c.partition] = ps
         self._rebudget()
@@ -201,15 +218,17 @@ class GroupMembership:
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_timeout)
             for task in pending:
-                task.cancel()  # abandoned: the horizon we hand over makes the next owner look first
+                task.cancel()  # abandoned: the log we hand over makes the next owner look first
             if pending:
                 await asyncio.wait(pending, timeout=5)
                 _log.warning("in_flight_abandoned", count=len(pending))
         commits: dict[int, tuple[int, str]] = {}
         for ps in states:
+            self._in_flight -= len(ps.proposed)
             offset = ps.commit_offset()
             if offset is not None:
-                commits[ps.partition] = (offset, encode_commit_metadata(ps.release_horizon()))
+                # batches still waiting for a commit never went: not unsure for the next owner
+                commits[ps.partition] = (offset, self._metadata(ps, offset, with_proposed=False))
             del self._partitions[ps.partition]
             self._metrics.forget_partition(ps.partition)
         self._rebudget()
@@ -221,6 +240,7 @@ class GroupMembership:
             ps = self._partitions.pop(p, None)
             self._metrics.forget_partition(p)
             if ps is not None:
+                self._in_flight -= len(ps.proposed)
                 for task in ps.tasks:
                     task.cancel()
         self._rebudget()

@@ -87,7 +87,13 @@ def test_decoding_any_text_never_raises(text: str) -> None:
 
 def test_offsets_below_the_start_are_unsure_and_past_the_runs_never_dispatched() -> None:
     log = DispatchLog(10, [(SETTLED, 2), (UNSURE, 1)])
-    assert [log.kind_at(o) for o in (9, 10, 11, 12, 13)] == [UNSURE, SETTLED, SETTLED, UNSURE, NEVER]
+    assert [log.kind_at(o) for o in (9, 10, 11, 12, 13)] == [
+        UNSURE,
+        SETTLED,
+        SETTLED,
+        UNSURE,
+        NEVER,
+    ]
     assert log.stop == 13
     assert log.count(SETTLED) == 2
     assert DispatchLog.decode(10, "s2x") is None
