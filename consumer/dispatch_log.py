@@ -66,9 +66,7 @@ class DispatchLog:
         return cls(start, [(UNSURE, stop - start)])
 
     @classmethod
-    def overlay(
-        cls, start: int, base: DispatchLog, own: Mapping[int, Kind]
-    ) -> DispatchLog:
+    def overlay(cls, start: int, base: DispatchLog, own: Mapping[int, Kind]) -> DispatchLog:
         """`base` from `start` on, with the kinds in `own` (offset -> kind) taking precedence."""
         points = sorted(o for o in own if o >= start)
         segments: list[tuple[int, int | None, Kind]] = []
