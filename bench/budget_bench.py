@@ -20,7 +20,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import random
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,10 +36,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from consumer.codec import encode_single_object
-from consumer.demo import create_topics, member_env, reconcile, sandbox_process, free_port, spawn
+from consumer.commit_metadata import decode as decode_metadata
+from consumer.demo import create_topics, free_port, member_env, reconcile, sandbox_process, spawn
+from consumer.dispatch_log import UNSURE, DispatchLog
 from consumer.warehouse.simulator import Simulation, seed_sandbox, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +60,8 @@ def start_broker(workdir: Path) -> tuple[Any, str]:
     spec = importlib.util.spec_from_file_location(
         "local_kafka", ROOT / "deploy" / "kafka" / "local_kafka.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["local_kafka"] = module
     spec.loader.exec_module(module)
@@ -75,7 +88,9 @@ def publish_on(bootstrap: str, topic: str, sim: Simulation, partition_of: dict[s
     return len(sim.events)
 
 
-def skewed(sim: Simulation, partitions: int, hot: int, hot_share: float, seed: int) -> dict[str, int]:
+def skewed(
+    sim: Simulation, partitions: int, hot: int, hot_share: float, seed: int
+) -> dict[str, int]:
     """`hot_share` of the orders on the first `hot` partitions, the rest on the others."""
     rng = random.Random(seed)
     placed = {}
@@ -262,8 +277,7 @@ def scenario_skew(args: argparse.Namespace, bootstrap: str) -> bool:
             group.start()
         wait_until(group.settled, 90, "every member owning its share of the partitions")
         hot = [
-            sorted(group.owned(i) & set(range(args.partitions // 4)))
-            for i in range(args.members)
+            sorted(group.owned(i) & set(range(args.partitions // 4))) for i in range(args.members)
         ]
         published = publish_on(bootstrap, group.topic, sim, placed)
         started = time.monotonic()
@@ -279,8 +293,10 @@ def scenario_skew(args: argparse.Namespace, bootstrap: str) -> bool:
         and not r.mismatches
         and r.duplicate_events == 0
     )
-    print(f"[skew] {published} events of {args.orders} orders, 80% on partitions "
-          f"0-{args.partitions // 4 - 1} of {args.partitions}; hot partitions per member: {hot}")
+    print(
+        f"[skew] {published} events of {args.orders} orders, 80% on partitions "
+        f"0-{args.partitions // 4 - 1} of {args.partitions}; hot partitions per member: {hot}"
+    )
     print(f"[skew] {s.line()}")
     print(
         f"[skew] applied POSTs/s {post_rate:.1f} = {post_rate / args.limit:.2f} x limit "
@@ -291,7 +307,215 @@ def scenario_skew(args: argparse.Namespace, bootstrap: str) -> bool:
     return ok
 
 
-SCENARIOS: dict[str, Callable[[argparse.Namespace, str], bool]] = {"skew": scenario_skew}
+def reset_to_earliest(group: Group) -> str:
+    """Kafka's own `kafka-consumer-groups --reset-offsets --to-earliest --execute` (a commit with
+    no metadata); AdminClient's alter_consumer_group_offsets when no Java is at hand."""
+    libs = Path.home() / ".cache" / "fulfillment-consumer" / "kafka-4.1.1" / "libs"
+    if libs.is_dir() and shutil.which("java"):
+        subprocess.run(
+            [
+                "java",
+                "-cp",
+                f"{libs}/*",
+                "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+                "--bootstrap-server",
+                group.bootstrap,
+                "--group",
+                group.name,
+                "--topic",
+                group.topic,
+                "--reset-offsets",
+                "--to-earliest",
+                "--execute",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return "kafka-consumer-groups --reset-offsets --to-earliest (ConsumerGroupCommand)"
+    admin = AdminClient({"bootstrap.servers": group.bootstrap})
+    tps = [TopicPartition(group.topic, p, 0) for p in range(group.partitions)]
+    for f in admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group.name, tps)]
+    ).values():
+        f.result(timeout=30)
+    return "AdminClient.alter_consumer_group_offsets (no metadata)"
+
+
+def scenario_replay(args: argparse.Namespace, bootstrap: str) -> bool:
+    orders = args.replay_orders
+    sim = simulate(orders, args.seed)
+    logs = Path(tempfile.mkdtemp(prefix="budget-replay-"))
+    with sandbox_process(free_port(), latency_ms=5, rate_limit=args.limit) as url:
+        with httpx.Client(timeout=60) as client:
+            seed_sandbox(url, sim, client)
+        first = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT="100000")
+        # apply the backlog first, unthrottled, with one member
+        httpx.put(f"{url}/_admin/faults", json={"rateLimit": 0}, timeout=10).raise_for_status()
+        publish_on(bootstrap, first.topic, sim, spread(sim, args.partitions))
+        first.start()
+        wait_until(first.all_committed, 1800, "the backlog applied")
+        first.stop_all()
+        applied = spend(url)
+        tool = reset_to_earliest(first)
+        httpx.put(
+            f"{url}/_admin/faults", json={"rateLimit": args.limit}, timeout=10
+        ).raise_for_status()
+        replay = Group(
+            bootstrap,
+            first.topic,
+            first.name,
+            first.partitions,
+            url,
+            logs,
+            {**FAST_GROUP, "DR_RATE_LIMIT": f"{args.limit:g}"},
+            [],
+        )
+        replay.logs = logs / "replay"
+        replay.logs.mkdir()
+        started = time.monotonic()
+        for _ in range(args.replay_members):
+            replay.start()
+        wait_until(replay.all_committed, 900, "the replay committed")
+        wall = time.monotonic() - started
+        codes = replay.stop_all()
+        s = spend(url, applied.last_seq)
+        r = reconcile(url, sim)
+    events = len(sim.events)
+    reads = s.reads + s.pages + s.other_reads
+    ok = s.posts == 0 and reads * 50 <= events and r.duplicate_events == 0 and not r.mismatches
+    print(
+        f"[replay] {events} events of {orders} orders applied first ({applied.posts_201} POSTs), "
+        f"then reset by {tool}; {args.replay_members} member(s) replay at limit {args.limit:g}"
+    )
+    print(f"[replay] {s.line()}")
+    print(
+        f"[replay] captures {s.posts} (target 0); reads {reads} = 1 per "
+        f"{events / max(1, reads):.0f} events (target <= 1 per 50); replayed in {wall:.1f} s; "
+        f"ledger mismatches {len(r.mismatches)}, duplicate events {r.duplicate_events}, "
+        f"exit codes {codes} -> {'PASS' if ok else 'FAIL'}"
+    )
+    return ok
+
+
+def scenario_join(args: argparse.Namespace, bootstrap: str) -> bool:
+    """A backlog, members joining one by one (each join moves partitions), no fault."""
+    sim = simulate(args.orders, args.seed)
+    logs = Path(tempfile.mkdtemp(prefix="budget-join-"))
+    with sandbox_process(free_port(), latency_ms=args.latency_ms, rate_limit=args.limit) as url:
+        with httpx.Client(timeout=60) as client:
+            seed_sandbox(url, sim, client)
+        group = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT=f"{args.limit:g}")
+        publish_on(bootstrap, group.topic, sim, spread(sim, args.partitions))
+        for i in range(args.members):
+            group.start()
+            if i < args.members - 1:
+                time.sleep(args.join_every)
+        wait_until(group.all_committed, 900, "every event committed")
+        codes = group.stop_all()
+        s = spend(url)
+        r = reconcile(url, sim)
+    reads = s.reads + s.pages + s.other_reads
+    ok = reads <= 0.01 * s.posts and r.duplicate_events == 0 and not r.mismatches
+    print(
+        f"[join] {len(sim.events)} events; {args.members} members joining "
+        f"{args.join_every:g} s apart"
+    )
+    print(f"[join] {s.line()}")
+    print(
+        f"[join] reads {reads} = {100 * reads / max(1, s.posts):.2f}% of POSTs (target <= 1%); "
+        f"ledger mismatches {len(r.mismatches)}, duplicate events {r.duplicate_events}, "
+        f"exit codes {codes} -> {'PASS' if ok else 'FAIL'}"
+    )
+    return ok
+
+
+def unsure_orders(group: Group, partitions: set[int]) -> tuple[int, int]:
+    """(unsure offsets, distinct orders among them) the group's commits list now."""
+    committed = group.committed()
+    wanted: dict[int, set[int]] = {}
+    for p in partitions:
+        offset, metadata = committed[p]
+        decoded = decode_metadata(metadata)
+        if decoded is None or offset < 0:
+            continue
+        log = (
+            DispatchLog.decode(offset, decoded.runs)
+            if decoded.runs is not None
+            else DispatchLog.unsure_range(offset, decoded.horizon)
+        )
+        if log is None:
+            continue
+        wanted[p] = {o for a, b, k in log.intervals() if k == UNSURE for o in range(a, b)}
+    count = sum(len(v) for v in wanted.values())
+    orders: set[bytes] = set()
+    c = Consumer({"bootstrap.servers": group.bootstrap, "group.id": f"peek-{uuid.uuid4().hex}"})
+    try:
+        for p, offsets in wanted.items():
+            if not offsets:
+                continue
+            c.assign([TopicPartition(group.topic, p, min(offsets))])
+            last = max(offsets)
+            while True:
+                msg = c.poll(5)
+                if msg is None:
+                    break
+                if msg.error():
+                    continue
+                if msg.offset() in offsets and msg.key() is not None:
+                    orders.add(msg.key())
+                if (msg.offset() or 0) >= last:
+                    break
+    finally:
+        c.close()
+    return count, len(orders)
+
+
+def scenario_kill(args: argparse.Namespace, bootstrap: str) -> bool:
+    """kill -9 of a member mid-run: its successor reads at most what it had in flight."""
+    sim = simulate(args.orders, args.seed)
+    logs = Path(tempfile.mkdtemp(prefix="budget-kill-"))
+    with sandbox_process(free_port(), latency_ms=args.latency_ms, rate_limit=args.limit) as url:
+        with httpx.Client(timeout=60) as client:
+            seed_sandbox(url, sim, client)
+        group = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT=f"{args.limit:g}")
+        for _ in range(args.members):
+            group.start()
+        wait_until(group.settled, 90, "every member owning its share of the partitions")
+        publish_on(bootstrap, group.topic, sim, spread(sim, args.partitions))
+        time.sleep(args.kill_after)
+        victim = group.members[0]
+        owned = group.owned(0)
+        before = spend(url)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+        unsure, in_flight_orders = unsure_orders(group, owned)
+        wait_until(group.all_committed, 900, "every event committed")
+        codes = group.stop_all()
+        after = spend(url, before.last_seq)
+        r = reconcile(url, sim)
+    reads = after.reads + after.pages + after.other_reads
+    ok = reads <= in_flight_orders and r.duplicate_events == 0 and not r.mismatches
+    print(
+        f"[kill] {len(sim.events)} events; member 0 (partitions {sorted(owned)}) killed -9 after "
+        f"{args.kill_after:g} s; its last commits list {unsure} unsure records of "
+        f"{in_flight_orders} orders (what it had in flight)"
+    )
+    print(f"[kill] before the kill: {before.line()}")
+    print(f"[kill] after the kill: {after.line()}")
+    print(
+        f"[kill] reads after the kill {reads} (target <= {in_flight_orders} orders in flight); "
+        f"ledger mismatches {len(r.mismatches)}, duplicate events {r.duplicate_events}, "
+        f"exit codes {codes[1:]} -> {'PASS' if ok else 'FAIL'}"
+    )
+    return ok
+
+
+SCENARIOS: dict[str, Callable[[argparse.Namespace, str], bool]] = {
+    "skew": scenario_skew,
+    "join": scenario_join,
+    "kill": scenario_kill,
+    "replay": scenario_replay,
+}
 
 
 def main() -> None:
@@ -305,6 +529,10 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=30)
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--replay-orders", type=int, default=5800, help="~13,000 events")
+    parser.add_argument("--replay-members", type=int, default=3)
+    parser.add_argument("--join-every", type=float, default=12)
+    parser.add_argument("--kill-after", type=float, default=20)
     parser.add_argument("--bootstrap-servers")
     args = parser.parse_args()
     broker = None
@@ -317,7 +545,9 @@ def main() -> None:
     finally:
         if broker is not None:
             broker.stop()
-    print("budget bench: " + ", ".join(f"{n} {'PASS' if ok else 'FAIL'}" for n, ok in results.items()))
+    print(
+        "budget bench: " + ", ".join(f"{n} {'PASS' if ok else 'FAIL'}" for n, ok in results.items())
+    )
     sys.exit(0 if all(results.values()) else 1)
 
 

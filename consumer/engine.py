@@ -25,6 +25,7 @@ import structlog
 from consumer.aside import AsideWriter
 from consumer.breaker import CircuitBreaker
 from consumer.budget import TokenBucket, in_flight_cap
+from consumer.bulk_reconcile import Coverage, FulfillmentListing, classify, iso_ms, window_start
 from consumer.codec import EventCodec
 from consumer.config import Settings
 from consumer.deadletters import (
@@ -35,7 +36,7 @@ from consumer.deadletters import (
 )
 from consumer.delivery import Decision, Done, FulfillmentSender, Halt, ParkOrder, TryLater
 from consumer.dispatch_log import SETTLED, UNSURE
-from consumer.errors import BadInput
+from consumer.errors import BadInput, ConfigurationError, RetryableFailure
 from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.health import HealthServer
 from consumer.kafka_io import (
@@ -112,6 +113,9 @@ class Engine(GroupMembership):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_commit = 0.0
         self._demands: dict[int, float] = {}
+        self._listing = FulfillmentListing()
+        self._listing_task: asyncio.Task[None] | None = None
+        self._listing_not_before = 0.0
         self._next_share = 0.0
         self._next_report = 0.0
         self.stats = EngineStats()
@@ -139,6 +143,7 @@ class Engine(GroupMembership):
                         self._launch(ps, batch)
                 for record in records:
                     self._accept(record)
+                self._start_listing()
                 self._dispatch_all()
                 await self._share_budget()
                 self._maybe_report()
@@ -248,21 +253,97 @@ class Engine(GroupMembership):
             return
         self._guard.record(bad=False)
         self._metrics.record_decoded(ps.partition)
-        if ps.inherited.kind_at(record.offset) == SETTLED:
+        self._route(ps, record, decoded.event)
+
+    def _route(self, ps: State, record: SourceRecord, event: Any) -> None:
+        """A decoded record by what the previous owner left (partition.py): skip it, hold it
+        for a listing, classify it by the listing, or into its order's lane."""
+        unsure = ps.inherited.kind_at(record.offset)
+        if unsure == SETTLED:
             # the previous owner settled it past its committed offset: nothing to send
             self.stats.already_applied += 1
             self._settle(ps, (record.offset,), "already_applied")
-            return
-        self._enqueue(ps, record, decoded.event)
+        elif ps.bulk_held is not None:  # a listing will decide: keep offset order until then
+            ps.bulk_held.append((record, event))
+        elif ps.bulk_coverage is not None and unsure == UNSURE:
+            self._enqueue_listed(ps, record, event, ps.bulk_coverage)
+        else:
+            self._enqueue(ps, record, event)
 
-    def _enqueue(self, ps: State, record: SourceRecord, event: Any) -> None:
+    # -- bulk reconciliation (bulk_reconcile.py) -------------------------------------------
+    def _start_listing(self) -> None:
+        """Partitions holding records for a listing get one (one at a time per member), begun
+        now: after their assignment, so it sees whatever their previous owner posted."""
+        if self._listing_task is not None or self._halted is not None:
+            return
+        if self._clock() < self._listing_not_before:
+            return
+        waiting = [ps for ps in self._partitions.values() if ps.bulk_held]
+        if not waiting:
+            return
+        now_ms = int(time.time() * 1000)
+        since = window_start(
+            (r.timestamp_ms for ps in waiting for r, _ in ps.bulk_held or ()), now_ms
+        )
+        self._listing_task = asyncio.create_task(self._list(waiting, since, now_ms))
+
+    async def _list(self, waiting: list[State], since_ms: int, now_ms: int) -> None:
+        pages_before = self._listing.pages
+        try:
+            coverage = await self._listing.extend(self._sender.list_page, since_ms, now_ms)
+        except ConfigurationError as exc:
+            self._listing_task = None
+            self._halt(str(exc), EXIT_CONFIGURATION)
+            return
+        except RetryableFailure as exc:
+            self._listing_task = None
+            self._listing_not_before = self._clock() + (exc.retry_after or 1.0)
+            _log.warning("fulfillment_listing_failed", error=str(exc))
+            return
+        self._listing_task = None
+        pages = self._listing.pages - pages_before
+        self.stats.reads += pages
+        _log.info(
+            "fulfillments_listed",
+            since=iso_ms(coverage.since_ms),
+            pages=pages,
+            events_found=len(coverage.applied),
+            partitions=sorted(ps.partition for ps in waiting),
+        )
+        for ps in waiting:
+            if self._partitions.get(ps.partition) is not ps or ps.bulk_held is None:
+                continue
+            held, ps.bulk_held = ps.bulk_held, None
+            ps.bulk_coverage = coverage
+            for record, event in held:
+                if ps.inherited.kind_at(record.offset) == UNSURE:
+                    self._enqueue_listed(ps, record, event, coverage)
+                else:
+                    self._enqueue(ps, record, event)
+        self._dispatch_all()
+
+    def _enqueue_listed(
+        self, ps: State, record: SourceRecord, event: Any, coverage: Coverage
+    ) -> None:
+        verdict = classify(event.event_id, record.timestamp_ms, coverage)
+        if verdict == "applied":
+            self.stats.already_applied += 1
+            self._settle(ps, (record.offset,), "already_applied")
+        else:  # not there when the listing began: post; not covered by it: read first
+            self._enqueue(ps, record, event, suspect=verdict == "uncertain")
+
+    def _enqueue(
+        self, ps: State, record: SourceRecord, event: Any, *, suspect: bool | None = None
+    ) -> None:
         redriven = header_value(record.headers, REDRIVEN_HEADER) is not None
         if redriven and ps.parked.pop(event.order_id, None) is not None:
             _log.info("order_unparked", partition=ps.partition, order_id=event.order_id)
         if event.order_id in ps.parked:
             self._park(ps, [PendingEvent(record.offset, event)], ps.parked[event.order_id])
             return
-        suspect = redriven or ps.inherited.kind_at(record.offset) == UNSURE
+        if suspect is None:
+            suspect = ps.inherited.kind_at(record.offset) == UNSURE
+        suspect = suspect or redriven
         ps.lanes.add(record.offset, event, suspect=suspect)
 
     def _park(self, ps: State, entries: list[PendingEvent], why: ParkedOrder) -> None:

@@ -12,11 +12,14 @@ posts the rest as usual.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from consumer.bulk_reconcile import BULK_MIN_RECORDS, Coverage
 from consumer.deadletters import ParkedOrder
 from consumer.dispatch_log import SETTLED, UNSURE, DispatchLog, Kind
+from consumer.events import FulfillmentEvent
 from consumer.lanes import Batch, CoalescingPolicy, PartitionLanes
 from consumer.watermark import OffsetWatermark
 
@@ -43,10 +46,16 @@ class PartitionState(Generic[R]):
     last_metadata: str | None = None  # the metadata of the last confirmed commit
     paused: bool = False
     revoking: bool = False
+    # a long unsure range is reconciled by listing (bulk_reconcile.py): until a listing begun
+    # after our assignment is done, every record waits here, in offset order
+    bulk_held: deque[tuple[R, FulfillmentEvent]] | None = None
+    bulk_coverage: Coverage | None = None
 
     def __post_init__(self) -> None:
         self.lanes = PartitionLanes(self.partition, self.policy)
         self.last_committed = self.committed
+        if self.inherited.count(UNSURE) >= BULK_MIN_RECORDS:
+            self.bulk_held = deque()
 
     def commit_offset(self) -> int | None:
         """What to commit now: the watermark, else where we started (to carry the log)."""
