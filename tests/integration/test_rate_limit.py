@@ -32,11 +32,13 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import Producer
 
+from consumer.codec import encode_single_object
 from consumer.demo import Reconciliation, reconcile
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import seed_sandbox, simulate
+from consumer.warehouse.simulator import Simulation, seed_sandbox, simulate
 from tests.integration.group_harness import Group, wait_until
 from tests.integration.records import admin_get, sandbox_requests
 
@@ -200,3 +202,52 @@ def test_members_told_three_times_the_keys_limit_draw_many_429s(
         "shared run could not tell a group over the key's limit from one within it"
     )
     assert run.rate_limited >= CONTRAST_MIN_429
+
+
+def _publish_on(bootstrap: str, topic: str, sim: Simulation, partitions: list[int]) -> None:
+    """Every order's events on one of `partitions` (named explicitly, no hashing)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i, order in enumerate(sim.orders):
+        placed = partitions[i % len(partitions)]
+        for event in (e for e in sim.events if e.order_id == order.id):
+            producer.produce(
+                topic, encode_single_object(event), event.order_id.encode(), partition=placed
+            )
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def test_a_member_with_all_the_work_takes_what_the_idle_members_leave_within_the_limit(
+    make_group: Callable[..., Group],
+) -> None:
+    """Uneven sharing: the whole backlog on one member's partitions. Shares that follow the
+    partitions would hold it to a third of the key's limit; demand published in the commits lets
+    it use nearly all of it, and the group as a whole still stays within the limit."""
+    sim = simulate(SHARED_ORDERS, seed=SEED)
+    faults = FaultSettings(latency_ms=10, rate_limit=RATE, seed=SEED)
+    with SandboxServer(SandboxConfig(strict_orders=True, faults=faults)) as sandbox:
+        with httpx.Client(timeout=30) as client:
+            seed_sandbox(sandbox.url, sim, client)
+        group = make_group(PARTITIONS, sandbox.url, DR_RATE_LIMIT=f"{RATE:g}")
+        members = [group.start_member() for _ in range(MEMBERS)]
+        logs = [group.logs / f"member-{i}.log" for i in range(MEMBERS)]
+        wait_until(lambda: _settled(logs), 60, "every member owning its third of the partitions")
+        busy = sorted(_owned(logs[0]))
+        _publish_on(group.bootstrap, group.topic, sim, busy)
+        wait_until(group.all_committed, FINISH_TIMEOUT_S, "every event committed")
+        exit_codes = [group.stop(member) for member in members]
+        stats = admin_get(sandbox.url, "/_admin/stats")
+        requests = list(sandbox_requests(sandbox.url))
+        result = reconcile(sandbox.url, sim)
+    rate, inside, window = _steady_rate(requests)
+    limited = int(stats["rateLimited"])
+    print(  # noqa: T201 - the figures
+        f"one busy member (partitions {busy}): {len(requests)} requests, {limited} answered 429, "
+        f"{rate:.1f}/s over the steady middle ({inside} in {window:.1f} s; key limit {RATE:g}/s)"
+    )
+    assert exit_codes == [0] * MEMBERS
+    assert result.mismatches == []
+    assert result.duplicate_events == 0
+    assert limited <= SHARED_429_CEILING * len(requests)
+    assert rate <= RATE_CEILING, f"the group sent {rate:.1f}/s"
+    assert rate >= 0.8 * RATE, f"the busy member was held to {rate:.1f}/s of {RATE:g}/s"
