@@ -258,6 +258,7 @@ class GroupMembership:
             share = member_share(limit, len(self._partitions), max(1, self._total_partitions))
         self._budget.set_rate(share, self._clock())
         self._metrics.set_budget_rate(share)
+        self._metrics.set_rate_limit(limit)
 
     async def _share_budget(self) -> None:
         """Every commit interval: read the demand every partition's owner published in its

@@ -1,9 +1,10 @@
 """The whole group stays within the key's rate limit with no coordinator (PRODUCT.md guarantee 7).
 
 Digital River limits requests per KEY, and every member of the group sends with the same key
-(DR-API.md, "Rate limits and timing"). Nothing coordinates the members at run time: each one
-takes `DR_RATE_LIMIT` x (its partitions / all partitions) and spends that share through its own
-token bucket. Three real member processes, a real broker and a sandbox that enforces the limit
+(DR-API.md, "Rate limits and timing"). Nothing coordinates the members at run time: each
+partition's owner publishes the partition's demand in its offset commits, and each member takes
+its partitions' fair share of `DR_RATE_LIMIT` (docs/budget.md) and spends it through its own token
+bucket. Three real member processes, a real broker and a sandbox that enforces the limit
 on loopback show that the shares add up to the key's limit: few 429s, the group's achieved rate
 close under the limit, and a ledger that reconciles exactly.
 
