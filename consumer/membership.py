@@ -80,6 +80,7 @@ class GroupMembership:
     _demands: dict[int, float]  # partition -> demand its owner last published (budget.py)
     _next_share: float
     _in_flight: int  # batches out or proposed, over every partition
+    _listing_task: asyncio.Task[None] | None  # a fulfillment listing under way (engine.py)
     stats: EngineStats
 
     def _settle(self, ps: State, offsets: Iterable[int], outcome: SettleOutcome) -> None:
@@ -214,6 +215,11 @@ class GroupMembership:
         states = [self._partitions[p] for p in partitions if p in self._partitions]
         for ps in states:
             ps.revoking = True
+        listing = self._listing_task
+        if listing is not None and any(ps.bulk_held for ps in states):
+            # what the listing proves applied is settled before we commit: the next owner
+            # inherits a shorter range instead of listing it all again
+            await asyncio.wait([listing], timeout=self._settings.drain_timeout)
         tasks = [t for ps in states for t in ps.tasks]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_timeout)
