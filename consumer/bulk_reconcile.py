@@ -15,7 +15,7 @@ listing sees every application of the records it covers, as of when it started:
 - not covered (no timestamp, or produced before the window): reconciled per order, as before.
 
 `classify` is the pure rule; `FulfillmentListing` accumulates listings: a later one starts where
-the last began (less the skew), so a second takeover costs only the pages created since.
+the last began (less `LISTING_OVERLAP_MS`), so a second takeover costs only the pages created since.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ from typing import Any, Final, Literal, TypeAlias
 from consumer.fulfillments import event_ids_of
 
 CLOCK_SKEW_MS: Final = 5 * 60 * 1000
+"""Producer clocks (record timestamps) against Digital River's (createdTime): generous."""
+LISTING_OVERLAP_MS: Final = 60 * 1000
+"""A later listing re-reads this much before the previous one began: our clock against Digital
+River's (both servers; NTP keeps them within far less), and createdTime's whole seconds."""
+HOLD_SECONDS: Final = 2.0
+"""How long a listing waits for every partition it serves to have read its first record."""
 PAGE_SIZE: Final = 100
 BULK_MIN_RECORDS: Final = 200
 """Unsure records in one partition from which a listing beats per-order reads."""
@@ -86,7 +92,7 @@ class FulfillmentListing:
         started = self.last_started_ms
         if earlier is not None and started is not None and since_ms >= earlier:
             # the earlier listings reach back far enough: fetch only what is newer
-            fetch_from = max(since_ms, started - CLOCK_SKEW_MS)
+            fetch_from = max(since_ms, started - LISTING_OVERLAP_MS)
             if fetch_from <= started:  # contiguous with what they covered
                 merged_since = earlier
         self.applied |= await _list(page, fetch_from, self)

@@ -25,7 +25,14 @@ import structlog
 from consumer.aside import AsideWriter
 from consumer.breaker import CircuitBreaker
 from consumer.budget import TokenBucket, in_flight_cap
-from consumer.bulk_reconcile import Coverage, FulfillmentListing, classify, iso_ms, window_start
+from consumer.bulk_reconcile import (
+    HOLD_SECONDS,
+    Coverage,
+    FulfillmentListing,
+    classify,
+    iso_ms,
+    window_start,
+)
 from consumer.codec import EventCodec
 from consumer.config import Settings
 from consumer.deadletters import (
@@ -116,6 +123,7 @@ class Engine(GroupMembership):
         self._listing = FulfillmentListing()
         self._listing_task: asyncio.Task[None] | None = None
         self._listing_not_before = 0.0
+        self._listing_hold_until: float | None = None
         self._next_share = 0.0
         self._next_report = 0.0
         self.stats = EngineStats()
@@ -278,9 +286,18 @@ class Engine(GroupMembership):
             return
         if self._clock() < self._listing_not_before:
             return
-        waiting = [ps for ps in self._partitions.values() if ps.bulk_held]
-        if not waiting:
+        waiting = [ps for ps in self._partitions.values() if ps.bulk_held is not None]
+        if not any(ps.bulk_held for ps in waiting):
+            self._listing_hold_until = None
             return
+        # one listing for every partition that needs one: wait (briefly) until each has read
+        # its first record, whose timestamp bounds the window
+        now = self._clock()
+        if self._listing_hold_until is None:
+            self._listing_hold_until = now + HOLD_SECONDS
+        if now < self._listing_hold_until and not all(ps.bulk_held for ps in waiting):
+            return
+        self._listing_hold_until = None
         now_ms = int(time.time() * 1000)
         since = window_start(
             (r.timestamp_ms for ps in waiting for r, _ in ps.bulk_held or ()), now_ms
