@@ -274,7 +274,10 @@ class GroupMembership:
             return
         self._next_share = now + self._settings.commit_interval
         try:
-            committed = await self._kafka(self._source.committed, range(self._total_partitions))
+            # one quick try: the Kafka thread also runs the loop's commits and fetches
+            committed = await self._kafka(
+                self._source.committed, range(self._total_partitions), 2.0, 1
+            )
         except InfrastructureError as exc:
             _log.warning("demand_read_failed", error=str(exc))
             return  # keep the last share: the commits will be read again next interval
