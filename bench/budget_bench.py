@@ -220,6 +220,7 @@ class Spend:
     rate_limited: int = 0
     seconds: float = 0.0
     last_seq: int = 0
+    steady_post_rate: float = 0.0  # applied POSTs/s over the middle half of the window
 
     @property
     def requests(self) -> int:
@@ -237,9 +238,12 @@ class Spend:
 def spend(url: str, after: int = 0) -> Spend:
     s = Spend(last_seq=after)
     times = []
+    applied_at = []
     for r in requests_of(url, after):
         s.last_seq = r["seq"]
         times.append(datetime.fromisoformat(r["receivedAt"]).timestamp())
+        if r["method"] == "POST" and r["status"] == 201:
+            applied_at.append(times[-1])
         if r["status"] == 429:
             s.rate_limited += 1
         if r["method"] == "POST":
@@ -253,6 +257,9 @@ def spend(url: str, after: int = 0) -> Spend:
             s.other_reads += 1
     if times:
         s.seconds = max(times) - min(times)
+        start, end = min(times) + s.seconds / 4, max(times) - s.seconds / 4
+        inside = sum(1 for t in applied_at if start <= t < end)
+        s.steady_post_rate = inside / max(end - start, 1e-9)
     return s
 
 
@@ -300,6 +307,7 @@ def scenario_skew(args: argparse.Namespace, bootstrap: str) -> bool:
     print(f"[skew] {s.line()}")
     print(
         f"[skew] applied POSTs/s {post_rate:.1f} = {post_rate / args.limit:.2f} x limit "
+        f"(steady middle half: {s.steady_post_rate:.1f}/s) "
         f"{args.limit:g} (target >= 0.90); 429s {100 * s.rate_limited / max(1, s.requests):.2f}% "
         f"(target <= 1%); committed in {wall:.1f} s; ledger mismatches {len(r.mismatches)}, "
         f"duplicate events {r.duplicate_events}, exit codes {codes} -> {'PASS' if ok else 'FAIL'}"
