@@ -307,8 +307,8 @@ def scenario_skew(args: argparse.Namespace, bootstrap: str) -> bool:
     print(f"[skew] {s.line()}")
     print(
         f"[skew] applied POSTs/s {post_rate:.1f} = {post_rate / args.limit:.2f} x limit "
-        f"(steady middle half: {s.steady_post_rate:.1f}/s) "
-        f"{args.limit:g} (target >= 0.90); 429s {100 * s.rate_limited / max(1, s.requests):.2f}% "
+        f"{args.limit:g} (target >= 0.90; steady middle half {s.steady_post_rate:.1f}/s); "
+        f"429s {100 * s.rate_limited / max(1, s.requests):.2f}% "
         f"(target <= 1%); committed in {wall:.1f} s; ledger mismatches {len(r.mismatches)}, "
         f"duplicate events {r.duplicate_events}, exit codes {codes} -> {'PASS' if ok else 'FAIL'}"
     )
