@@ -8,7 +8,7 @@ KAFKA  := $(PY) deploy/kafka/local_kafka.py
 ORDERS ?= 2000
 MEMBERS ?= 3
 
-.PHONY: demo test test-all lint bench bench-sandbox kafka-up kafka-down clean
+.PHONY: demo test test-all lint bench bench-budget bench-sandbox kafka-up kafka-down clean
 
 # Test tools are the `dev` dependency group (PEP 735; pip >= 25.1, hence the upgrade first).
 # setuptools notes every editable install of a flat layout ("Editable installation. Please be
@@ -46,6 +46,10 @@ lint: $(VENV)/.installed
 ## bench: the consumer benchmark of issue #3 (5,000 orders, 12 partitions, 50 ms sandbox latency)
 bench: $(RUN)/kafka-jars
 	$(PY) bench/consumer_bench.py
+
+## bench-budget: how the rate budget is spent (issue #10): skew, members joining, kill -9, replay
+bench-budget: $(RUN)/kafka-jars
+	$(PY) bench/budget_bench.py --scenario $(or $(SCENARIO),all)
 
 bench-sandbox: $(VENV)/.installed
 	$(PY) bench/sandbox_bench.py

@@ -1,16 +1,26 @@
 """This member's share of the group's Digital River rate limit. [pure]
 
 Digital River limits requests per KEY (250/s live, 25/s test) and every member of the consumer
-group shares the key (`DR-API.md`, "Rate limits"). Each member takes a share proportional to the
-partitions it owns (`member_share`) and spends it through a `TokenBucket`. A 429 means the group
-went over anyway: its Retry-After pauses the whole member (`pause_until`), not one order.
+group shares the key (`DR-API.md`, "Rate limits"). The budget follows the work (docs/budget.md):
+each partition's owner publishes the partition's *demand* (`partition_demand`, requests/s it could
+use now) in its commit metadata; every member reads the group's commits and splits the limit over
+the partitions by max-min fairness (`fair_shares`): a partition gets what it asks for when the
+limit allows, the rest is shared equally among those that want more, and no partition drops below
+a small floor (so work arriving at an idle one starts at once). A member's share is the sum over
+the partitions it owns. Before any demand is known, `member_share` (proportional to partitions)
+is the fallback. Spent through a `TokenBucket`; a 429 means the group went over anyway: its
+Retry-After pauses the whole member (`pause_until`), not one order.
 
 Time comes in as `now` (monotonic seconds); nothing here sleeps.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import math
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Final, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 _SLACK: Final = 1e-9  # float dust: waiting exactly the time we answered must be enough
 
@@ -107,3 +117,77 @@ def member_share(
     if total_partitions <= 0 or assigned_partitions <= 0:
         return min(minimum, group_rate)
     return group_rate * min(assigned_partitions, total_partitions) / total_partitions
+
+
+DRAIN_TARGET_SECONDS: Final = 1.0
+"""A partition's backlog is asked for at a rate that would drain it in this time."""
+
+FLOOR_FRACTION: Final = 0.02
+"""Share of the group limit spread evenly over all partitions whatever their demand."""
+
+
+def partition_demand(backlog: int, group_rate: float) -> float:
+    """Requests/s a partition could use now: its unsettled records over DRAIN_TARGET_SECONDS,
+    never more than the whole group's rate (an over-estimate only costs others nothing: the
+    water-filling caps it at the fair level)."""
+    if backlog <= 0 or group_rate <= 0:
+        return 0.0
+    return min(group_rate, backlog / DRAIN_TARGET_SECONDS)
+
+
+def fair_shares(
+    group_rate: float, demands: Mapping[K, float], floor_fraction: float = FLOOR_FRACTION
+) -> dict[K, float]:
+    """Max-min fair split of `group_rate` over the keys of `demands` (requests/s each).
+
+    Contract: the shares add up to at most `group_rate`; each is at least the floor
+    (`group_rate x floor_fraction / len(demands)`); a key whose demand fits under the fair level
+    gets at least its demand; keys wanting more share the rest equally; when the demands add up to
+    less than the limit the spare is spread evenly (work conserving). Negative or NaN demands
+    count as 0.
+    """
+    n = len(demands)
+    if n == 0 or group_rate <= 0:
+        return {k: 0.0 for k in demands}
+    floor = group_rate * min(max(floor_fraction, 0.0), 1.0) / n
+    wants = {k: _clean(d) - floor for k, d in demands.items()}
+    wants = {k: max(0.0, w) for k, w in wants.items()}
+    rest = group_rate - floor * n
+    total = sum(wants.values())
+    if total <= rest:
+        spare = (rest - total) / n
+        return {k: floor + w + spare for k, w in wants.items()}
+    level = _water_level(sorted(wants.values()), rest)
+    return {k: floor + min(w, level) for k, w in wants.items()}
+
+
+def _clean(demand: float) -> float:
+    return demand if not math.isnan(demand) and demand > 0 else 0.0
+
+
+def _water_level(ascending: list[float], budget: float) -> float:
+    """The level L with sum(min(w, L)) == budget, for wants that add up to more than budget."""
+    remaining = budget
+    for i, want in enumerate(ascending):
+        others = len(ascending) - i
+        if want * others >= remaining:
+            return remaining / others
+        remaining -= want
+    return ascending[-1] if ascending else 0.0  # unreachable when the wants exceed the budget
+
+
+def owned_share(shares: Mapping[K, float], owned: Iterable[K]) -> float:
+    """A member's requests/s: the sum of the shares of the partitions it owns."""
+    return sum(shares.get(k, 0.0) for k in owned)
+
+
+LOOKAHEAD_SECONDS: Final = 2.0
+MIN_IN_FLIGHT: Final = 8
+
+
+def in_flight_cap(rate: float, ceiling: int) -> int:
+    """Batches worth having out at `rate` requests/s: what the budget lets go within
+    LOOKAHEAD_SECONDS (at least MIN_IN_FLIGHT, at most `ceiling`). More would only wait for
+    tokens, and every batch out is one a successor must reconcile after a crash."""
+    wanted = math.ceil(rate * LOOKAHEAD_SECONDS) if rate > 0 else MIN_IN_FLIGHT
+    return max(1, min(ceiling, max(MIN_IN_FLIGHT, wanted)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +20,10 @@ import structlog
 from consumer.budget import TokenBucket
 from consumer.digitalriver import DigitalRiverClient, DrResponse, TransportFailure
 from consumer.errors import ConfigurationError, RetryableFailure
+from consumer.events import ShipmentEvent
 from consumer.fulfillments import build_request
 from consumer.lanes import Batch, PendingEvent
-from consumer.metrics import Metrics, ReconcileReason
+from consumer.metrics import Metrics, ReconcileReason, RequestPurpose, RequestResult
 from consumer.outcomes import (
     Applied,
     Outcome,
@@ -170,7 +171,7 @@ class FulfillmentSender:
                 log.info("events_already_applied", event_ids=trip.already_ids())
                 return trip.done(None)
         for _round in range(2):  # a second round only after a 409 proved part of it applied
-            response = await self._post(batch, trip.entries)
+            response = await self._post(batch, trip.entries, attempt)
             outcome = self._classify(response, attempt, trip.entries, log)
             if isinstance(outcome, Park):
                 return await self._split(batch, trip, attempt, _park(outcome, response, trip))
@@ -199,7 +200,7 @@ class FulfillmentSender:
         fulfillment_id: str | None = None
         while not (search.culprit_found or search.finished):
             part = search.next_part()
-            response = await self._post(batch, part)
+            response = await self._post(batch, part, attempt)
             outcome = self._classify(response, attempt, part, log)
             if isinstance(outcome, Applied):
                 fulfillment_id = outcome.fulfillment_id
@@ -286,21 +287,24 @@ class FulfillmentSender:
         return Halt(f"Digital River refuses every request of this shape ({shape})", outcome.status)
 
     async def _post(
-        self, batch: Batch, entries: tuple[PendingEvent, ...]
+        self, batch: Batch, entries: tuple[PendingEvent, ...], attempt: int
     ) -> DrResponse | TransportFailure:
         await self._take_budget()
         body = build_request(Batch(batch.partition, batch.order_id, entries))
         if not self._may_act():
             raise _LeaseEnded
+        purpose: RequestPurpose = "retry" if attempt else _capture_or_cancel(entries)
         started = self._clock()
         try:
             response = await self._dr.create_fulfillment(body)
         except TransportFailure as failure:
             self._metrics.record_dr_call("POST", None, None, self._clock() - started)
+            self._metrics.record_request(purpose, "failed")
             return failure
         self._metrics.record_dr_call(
             "POST", response.status, _code(response), self._clock() - started
         )
+        self._metrics.record_request(purpose, _result(response.status))
         if response.status == 201:
             self._metrics.record_post_applied(len(entries))
         return response
@@ -318,9 +322,11 @@ class FulfillmentSender:
             fulfillments = await self._dr.list_fulfillments(batch.order_id)
         except ConfigurationError as exc:
             self._metrics.record_dr_call("GET", 401, None, self._clock() - started)
+            self._metrics.record_request("reconcile_read", "answered")
             return Halt(str(exc), None)
         except RetryableFailure as exc:
             self._metrics.record_dr_call("GET", exc.status, None, self._clock() - started)
+            self._metrics.record_request("reconcile_read", _result(exc.status))
             if _read_refused(exc.status):
                 # 400/404/...: Digital River will not list this order as asked, now or later
                 return ParkOrder(
@@ -333,9 +339,27 @@ class FulfillmentSender:
         self._metrics.record_dr_call("GET", 200, None, self._clock() - started)
         if not self._may_act():
             raise _LeaseEnded  # a listing is only acted on by a member that still owns the order
+        self._metrics.record_request("reconcile_read", "answered")
         return decide(
             split_applied(trip.entries, fulfillments), after_conflict=reason == "conflict"
         )
+
+    async def list_page(self, params: Mapping[str, str | int]) -> dict[str, Any]:
+        """One page of the fulfillments listing (bulk_reconcile.py), paid from the budget.
+        Raises RetryableFailure / ConfigurationError as `DigitalRiverClient` does."""
+        await self._take_budget()
+        started = self._clock()
+        try:
+            page = await self._dr.list_fulfillments_page(params)
+        except RetryableFailure as exc:
+            self._metrics.record_dr_call("GET", exc.status, None, self._clock() - started)
+            self._metrics.record_request("bulk_page", _result(exc.status))
+            if exc.status == 429 and exc.retry_after:
+                self._budget.pause_until(self._clock() + exc.retry_after)
+            raise
+        self._metrics.record_dr_call("GET", 200, None, self._clock() - started)
+        self._metrics.record_request("bulk_page", "answered")
+        return page
 
     async def _take_budget(self) -> None:
         while (wait := self._budget.try_take(self._clock())) > 0:
@@ -354,6 +378,18 @@ def _park(
 def _read_refused(status: int | None) -> bool:
     """A reconcile read answered with a 4xx that retrying cannot change (not 408 or 429)."""
     return status is not None and 400 <= status < 500 and status not in (408, 429)
+
+
+def _capture_or_cancel(entries: tuple[PendingEvent, ...]) -> RequestPurpose:
+    return "capture" if any(isinstance(e.event, ShipmentEvent) for e in entries) else "cancel"
+
+
+def _result(status: int | None) -> RequestResult:
+    if status == 201:
+        return "applied"
+    if status == 429:
+        return "rate_limited"
+    return "failed" if status is None or status == 408 or status >= 500 else "answered"
 
 
 def _code(response: DrResponse) -> str | None:

@@ -99,6 +99,14 @@ class DigitalRiverClient:
                 return found
             params["startingAfter"] = str(data[-1]["id"])
 
+    async def list_fulfillments_page(self, params: Mapping[str, str | int]) -> dict[str, Any]:
+        """One page of GET /fulfillments with `params` as given (filters, limit, cursor).
+
+        Raises RetryableFailure when Digital River cannot answer now, ConfigurationError on 401/403.
+        """
+        resp = await self._read("/fulfillments", params)
+        return dict(resp.body or {})
+
     async def get_order(self, order_id: str) -> dict[str, Any]:
         resp = await self._read(f"/orders/{order_id}", None)
         return dict(resp.body or {})

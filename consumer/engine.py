@@ -8,7 +8,8 @@ to the loop, waiting for it (bounded by the drain timeout) before the partitions
 Guarantees carried out here (PRODUCT.md): per order one POST in flight and offset order (lanes);
 commits only over settled records (watermark), periodic while running and synchronous on revoke
 and shutdown; bad input to the dead-letter topic; a permanent failure parks the order; 401/403
-stop work; and the dispatch horizon (partition.py) makes crashes and rebalances reconcilable.
+stop work; and the dispatch log (partition.py) makes crashes and rebalances reconcilable: a batch
+is POSTed only once a commit lists it as unsure.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ import structlog
 
 from consumer.aside import AsideWriter
 from consumer.breaker import CircuitBreaker
-from consumer.budget import TokenBucket
+from consumer.budget import TokenBucket, in_flight_cap
+from consumer.bulk_reconcile import (
+    HOLD_SECONDS,
+    Coverage,
+    FulfillmentListing,
+    classify,
+    iso_ms,
+    window_start,
+)
 from consumer.changelog import HOUR_MS, AppliedLog
 from consumer.codec import EventCodec, SchemaNotFetched
 from consumer.config import Settings
@@ -36,7 +45,8 @@ from consumer.deadletters import (
     unparks,
 )
 from consumer.delivery import Decision, Done, Fenced, FulfillmentSender, Halt, ParkOrder, TryLater
-from consumer.errors import BadInput, ConfigurationError, UnknownSchema
+from consumer.dispatch_log import SETTLED, UNSURE
+from consumer.errors import BadInput, ConfigurationError, RetryableFailure, UnknownSchema
 from consumer.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.health import HealthServer
 from consumer.kafka_io import (
@@ -51,8 +61,6 @@ from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
 from consumer.lease import MembershipLease
 from consumer.membership import EngineStats, GroupMembership, State
 from consumer.metrics import Metrics, SettleOutcome
-from consumer.partition import StagedEvent
-from consumer.reconcile import encode_commit_metadata
 from consumer.schema_wait import SchemaFetcher
 
 _log = structlog.get_logger("engine")
@@ -104,6 +112,7 @@ class Engine(GroupMembership):
         self._health = health
         self._breaker = CircuitBreaker()
         self._probe: asyncio.Task[None] | None = None
+        self._probe_batch: Batch | None = None  # a probe proposed, waiting for its commit
         self._lease = MembershipLease(settings.fencing_lease)
         self._lease_was_valid = False
         self._sender.fence_with(lambda: self._lease.valid(self._clock()))
@@ -132,6 +141,12 @@ class Engine(GroupMembership):
         self._kafka_thread = KafkaThread()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_commit = 0.0
+        self._demands: dict[int, float] = {}
+        self._listing = FulfillmentListing()
+        self._listing_task: asyncio.Task[None] | None = None
+        self._listing_not_before = 0.0
+        self._listing_hold_until: float | None = None
+        self._next_share = 0.0
         self._next_report = 0.0
         self.stats = EngineStats()
 
@@ -146,24 +161,26 @@ class Engine(GroupMembership):
         _log.info("member_started", topic=self._source.topic, group=self._settings.group_id)
         try:
             while not stop.is_set() and self._halted is None:
-                commits, horizons = self._commit_request()
+                commits, covered = self._commit_request()
                 if self._lease.lapsed(self._clock()):
                     commits = {**self._proof_commits(), **commits}
                 pause, resume = self._backpressure()
                 idle = not self._lease.valid(self._clock()) or not any(
-                    ps.lanes.has_work_ready(self._clock()) for ps in self._partitions.values()
+                    ps.proposed or ps.lanes.has_work_ready(self._clock())
+                    for ps in self._partitions.values()
                 )  # without a lease no work can start: no reason to spin
                 records, committed, commit_at, consume_at = await self._kafka(
                     self._step, commits, pause, resume, IDLE_POLL_SECONDS if idle else 0.0
                 )
                 if committed:
-                    self._confirm(commits, horizons)
+                    for ps, batch in self._confirm(commits, covered):
+                        self._launch(ps, batch)
                 self._renew_lease(bool(commits) and committed, commit_at, consume_at)
                 for record in records:
                     self._accept(record)
-                for ps in self._partitions.values():
-                    self._release_staged(ps)
+                self._start_listing()
                 self._dispatch_all()
+                await self._share_budget()
                 self._maybe_report()
                 self._publish_gauges()
                 if self._health is not None:
@@ -264,7 +281,7 @@ class Engine(GroupMembership):
         """After the lease lapsed: commit every owned partition where it stands. The coordinator
         refuses a fenced member's commit, so only a member that still owns them gets through."""
         return {
-            p: (offset, encode_commit_metadata(ps.horizon, int(time.time() * 1000)))
+            p: (offset, self._metadata(ps, offset, with_proposed=False))
             for p, ps in self._partitions.items()
             if not ps.revoking and (offset := ps.commit_offset()) is not None
         }
@@ -285,7 +302,7 @@ class Engine(GroupMembership):
                 p: {
                     "committed": ps.last_committed,
                     "oldest_unsettled": ps.watermark.oldest_unsettled(),
-                    "staged": len(ps.staged),
+                    "proposed": len(ps.proposed),
                     "pending": ps.lanes.pending,
                     "in_flight": ps.lanes.in_flight,
                     "paused": ps.paused,
@@ -329,7 +346,7 @@ class Engine(GroupMembership):
             ps.undecoded.popleft()
             self._guard.record(bad=False)
             self._metrics.record_decoded(ps.partition)
-            ps.staged.append(StagedEvent(record, record.offset, decoded.event))
+            self._route(ps, record, decoded.event)
 
     def _bad_input(self, ps: State, record: SourceRecord, exc: BadInput) -> None:
         self._guard.record(bad=True)
@@ -370,13 +387,97 @@ class Engine(GroupMembership):
         if self._health is not None:
             self._health.set_dependency_down("schema registry", reason)
 
-    def _release_staged(self, ps: State) -> None:
-        """Staged records under the confirmed horizon may be posted: into the lanes."""
-        while ps.staged and ps.staged[0].offset < ps.horizon:
-            staged = ps.staged.popleft()
-            self._enqueue(ps, staged.record, staged.event)
+    def _route(self, ps: State, record: SourceRecord, event: Any) -> None:
+        """A decoded record by what the previous owner left (partition.py): skip it, hold it
+        for a listing, classify it by the listing, or into its order's lane."""
+        unsure = ps.inherited.kind_at(record.offset)
+        if unsure == SETTLED:
+            # the previous owner settled it past its committed offset: nothing to send
+            self.stats.already_applied += 1
+            self._settle(ps, (record.offset,), "already_applied")
+        elif ps.bulk_held is not None:  # a listing will decide: keep offset order until then
+            ps.bulk_held.append((record, event))
+        elif ps.bulk_coverage is not None and unsure == UNSURE:
+            self._enqueue_listed(ps, record, event, ps.bulk_coverage)
+        else:
+            self._enqueue(ps, record, event)
 
-    def _enqueue(self, ps: State, record: SourceRecord, event: Any) -> None:
+    # -- bulk reconciliation (bulk_reconcile.py) -------------------------------------------
+    def _start_listing(self) -> None:
+        """Partitions holding records for a listing get one (one at a time per member), begun
+        now: after their assignment, so it sees whatever their previous owner posted."""
+        if self._listing_task is not None or self._halted is not None:
+            return
+        if self._clock() < self._listing_not_before:
+            return
+        waiting = [ps for ps in self._partitions.values() if ps.bulk_held is not None]
+        if not any(ps.bulk_held for ps in waiting):
+            self._listing_hold_until = None
+            return
+        if any(self._clock() < ps.listing_not_before for ps in waiting):
+            return  # a previous owner's POST may still land (reconcile.listing_not_before)
+        # one listing for every partition that needs one: wait (briefly) until each has read
+        # its first record, whose timestamp bounds the window
+        now = self._clock()
+        if self._listing_hold_until is None:
+            self._listing_hold_until = now + HOLD_SECONDS
+        if now < self._listing_hold_until and not all(ps.bulk_held for ps in waiting):
+            return
+        self._listing_hold_until = None
+        now_ms = int(time.time() * 1000)
+        since = window_start(
+            (r.timestamp_ms for ps in waiting for r, _ in ps.bulk_held or ()), now_ms
+        )
+        self._listing_task = asyncio.create_task(self._list(waiting, since, now_ms))
+
+    async def _list(self, waiting: list[State], since_ms: int, now_ms: int) -> None:
+        pages_before = self._listing.pages
+        try:
+            coverage = await self._listing.extend(self._sender.list_page, since_ms, now_ms)
+        except ConfigurationError as exc:
+            self._listing_task = None
+            self._halt(str(exc), EXIT_CONFIGURATION)
+            return
+        except RetryableFailure as exc:
+            self._listing_task = None
+            self._listing_not_before = self._clock() + (exc.retry_after or 1.0)
+            _log.warning("fulfillment_listing_failed", error=str(exc))
+            return
+        self._listing_task = None
+        pages = self._listing.pages - pages_before
+        self.stats.reads += pages
+        _log.info(
+            "fulfillments_listed",
+            since=iso_ms(coverage.since_ms),
+            pages=pages,
+            events_found=len(coverage.applied),
+            partitions=sorted(ps.partition for ps in waiting),
+        )
+        for ps in waiting:
+            if self._partitions.get(ps.partition) is not ps or ps.bulk_held is None:
+                continue
+            held, ps.bulk_held = ps.bulk_held, None
+            ps.bulk_coverage = coverage
+            for record, event in held:
+                if ps.inherited.kind_at(record.offset) == UNSURE:
+                    self._enqueue_listed(ps, record, event, coverage)
+                else:
+                    self._enqueue(ps, record, event)
+        self._dispatch_all()
+
+    def _enqueue_listed(
+        self, ps: State, record: SourceRecord, event: Any, coverage: Coverage
+    ) -> None:
+        verdict = classify(event.event_id, record.timestamp_ms, coverage)
+        if verdict == "applied":
+            self.stats.already_applied += 1
+            self._settle(ps, (record.offset,), "already_applied")
+        else:  # not there when the listing began: post; not covered by it: read first
+            self._enqueue(ps, record, event, suspect=verdict == "uncertain")
+
+    def _enqueue(
+        self, ps: State, record: SourceRecord, event: Any, *, suspect: bool | None = None
+    ) -> None:
         redriven = header_value(record.headers, REDRIVEN_HEADER) is not None
         why = ps.parked.get(event.order_id)
         if redriven and why is not None and unparks(why, record.headers):
@@ -386,7 +487,9 @@ class Engine(GroupMembership):
         if event.order_id in ps.parked:
             self._park(ps, [PendingEvent(record.offset, event)], ps.parked[event.order_id])
             return
-        suspect = redriven or record.offset in ps.suspect
+        if suspect is None:
+            suspect = ps.inherited.kind_at(record.offset) == UNSURE
+        suspect = suspect or redriven
         ps.lanes.add(record.offset, event, suspect=suspect)
 
     def _park(self, ps: State, entries: list[PendingEvent], why: ParkedOrder) -> None:
@@ -410,8 +513,9 @@ class Engine(GroupMembership):
             return
         states = list(self._partitions.values())
         self._rng.shuffle(states)  # no partition is always first in line
+        cap = in_flight_cap(self._budget.rate, self._settings.max_in_flight)
         for ps in states:
-            free = self._settings.max_in_flight - self._in_flight
+            free = cap - self._in_flight
             if free <= 0:
                 return
             if ps.revoking:
@@ -426,25 +530,36 @@ class Engine(GroupMembership):
                 continue
             if self._breaker.allows(now):
                 _log.info("circuit_probe", partition=ps.partition)
-                self._probe = None
+                self._probe, self._probe_batch = None, None
                 for batch in ps.lanes.next_batches(now, 1):
                     self._probe = self._start(ps, batch)
-                if self._probe is None:
+                    if self._probe is None and ps.proposed and ps.proposed[-1] is batch:
+                        self._probe_batch = batch  # goes out with the next confirmed commit
+                if self._probe is None and self._probe_batch is None:
                     self._breaker.probe_ended(now)  # nothing went out after all
             return
 
     def _start(self, ps: State, batch: Batch) -> asyncio.Task[None] | None:
-        """Deliver `batch` in a task; None when it must wait (a suspect order is not looked up
-        while a previous owner's POST may still land: reconcile.listing_not_before)."""
+        """Counted in flight from now; POSTed once a confirmed commit lists it as unsure (the
+        task, when that is already so; else None). A suspect order is not looked up while a
+        previous owner's POST may still land (reconcile.listing_not_before): it waits in its lane."""
         if batch.reconcile_first and self._clock() < ps.listing_not_before:
             ps.lanes.retry(batch, ps.listing_not_before)
             return None
         self._in_flight += 1
-        ps.dispatched_max = max(ps.dispatched_max, batch.last_offset)
+        if ps.covers(batch):
+            return self._launch(ps, batch)
+        ps.proposed.append(batch)
+        return None
+
+    def _launch(self, ps: State, batch: Batch) -> asyncio.Task[None]:
         attempt = ps.attempts.get(batch.order_id, 0)
         task = asyncio.create_task(self._deliver(ps, batch, attempt))
         ps.tasks.add(task)
         task.add_done_callback(ps.tasks.discard)
+        if batch is self._probe_batch:  # the probe waited for its commit: it goes out now
+            self._probe_batch = None
+            self._probe = task
         return task
 
     async def _deliver(self, ps: State, batch: Batch, attempt: int) -> None:

@@ -141,15 +141,17 @@ class KafkaSource:
             records.append(_record(msg))
         return records
 
-    def committed(self, partitions: Sequence[int], timeout: float = 10.0) -> list[Committed]:
+    def committed(
+        self, partitions: Sequence[int], timeout: float = 10.0, attempts: int = COMMITTED_ATTEMPTS
+    ) -> list[Committed]:
         """Committed offsets and metadata; retried while the group coordinator moves or loads."""
         tps = [TopicPartition(self._topic, p) for p in partitions]
-        for attempt in range(COMMITTED_ATTEMPTS):
+        for attempt in range(attempts):
             try:
                 found = self._consumer.committed(tps, timeout=timeout)
                 break
             except KafkaException as exc:
-                if attempt == COMMITTED_ATTEMPTS - 1:
+                if attempt == attempts - 1:
                     raise InfrastructureError(f"cannot read committed offsets: {exc}") from exc
                 time.sleep(0.5)
         return [

@@ -4,7 +4,8 @@ The engine's base class. Everything here runs on the event loop, except the reba
 (`_on_assign`, `_on_revoke`, `_on_lost`), which confluent-kafka calls on the Kafka thread inside
 `consume()`: they hand the work to the loop and wait for it, so a partition's in-flight POSTs are
 finished (or abandoned, bounded by DRAIN_TIMEOUT_SECONDS) and its settled offsets committed
-before it goes. Each commit carries the partition's dispatch horizon (partition.py).
+before it goes. Each commit carries the partition's dispatch log (partition.py, dispatch_log.py)
+and its demand for the rate budget (budget.py).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any, TypeVar
 
 import structlog
 
-from consumer.budget import TokenBucket, member_share
+from consumer.budget import TokenBucket, fair_shares, member_share, owned_share, partition_demand
 from consumer.changelog import AppliedLog
+from consumer.commit_metadata import decode as decode_metadata
 from consumer.config import Settings
 from consumer.deadletters import Headers, ParkedOrder, header_value, parked_orders
 from consumer.dedupe import SeenFilter
@@ -34,19 +36,15 @@ from consumer.kafka_io import (
     SourceRecord,
     read_side_records,
 )
-from consumer.lanes import CoalescingPolicy
+from consumer.lanes import Batch, CoalescingPolicy
 from consumer.metrics import Metrics, SettleOutcome
-from consumer.partition import PartitionState
-from consumer.reconcile import (
-    SuspectRange,
-    decode_commit_metadata,
-    decode_commit_time,
-    encode_commit_metadata,
-    listing_not_before,
-)
+from consumer.dispatch_log import UNSURE
+from consumer.partition import PartitionState, inherited_log
+from consumer.reconcile import encode_commit_metadata, listing_not_before
 
 T = TypeVar("T")
 State = PartitionState[SourceRecord]
+Covered = dict[int, tuple[State, list[Batch]]]  # partition -> (its state, batches a commit lists)
 _log = structlog.get_logger("engine")
 LEAVE_SECONDS = 10.0
 
@@ -86,6 +84,10 @@ class GroupMembership:
     _loop: asyncio.AbstractEventLoop | None
     _next_commit: float
     _applied: AppliedLog
+    _demands: dict[int, float]  # partition -> demand its owner last published (budget.py)
+    _next_share: float
+    _in_flight: int  # batches out or proposed, over every partition
+    _listing_task: asyncio.Task[None] | None  # a fulfillment listing under way (engine.py)
     stats: EngineStats
 
     def _settle(self, ps: State, offsets: Iterable[int], outcome: SettleOutcome) -> None:
@@ -95,39 +97,57 @@ class GroupMembership:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._kafka_thread, fn, *args)
 
-    def _confirm(self, commits: dict[int, tuple[int, str]], horizons: dict[int, int]) -> None:
-        """A commit went through: remember it; staged records under a confirmed horizon may go."""
-        for p, (offset, _) in commits.items():
+    def _confirm(
+        self, commits: dict[int, tuple[int, str]], covered: Covered
+    ) -> list[tuple[State, Batch]]:
+        """A commit went through: remember it; the batches it listed as unsure may go now."""
+        launch: list[tuple[State, Batch]] = []
+        for p, (offset, metadata) in commits.items():
             ps = self._partitions.get(p)
             if ps is None:
                 continue
             ps.last_committed = offset
+            ps.last_metadata = metadata
             self.stats.commits += 1
-            if p in horizons:
-                ps.horizon = max(ps.horizon, horizons[p])
+            owner, batches = covered.get(p, (None, []))
+            if owner is ps and batches:
+                ps.confirm(batches)
+                launch += [(ps, batch) for batch in batches]
+        return launch
 
     # -- commits and backpressure -------------------------------------------------------------
-    def _commit_request(self) -> tuple[dict[int, tuple[int, str]], dict[int, int]]:
-        """Partitions whose horizon must move (now) or whose settled offset moved (periodically)."""
+    def _metadata(self, ps: State, offset: int, *, with_proposed: bool = True) -> str:
+        log = ps.dispatch_log(offset, with_proposed=with_proposed)
+        demand = partition_demand(ps.buffered, self._settings.dr_rate_limit)
+        # the time tells a successor when our POSTs can no longer land: only needed while
+        # something is unsure
+        at_ms = _now_ms() if log.count(UNSURE) else None
+        return encode_commit_metadata(log.stop, at_ms, demand=demand, runs=log.encode())
+
+    def _commit_request(self) -> tuple[dict[int, tuple[int, str]], Covered]:
+        """Partitions with batches waiting to be listed (now), or whose settled offset, dispatch
+        log or demand changed (periodically)."""
         now = self._clock()
         periodic = now >= self._next_commit
         if periodic:
             self._next_commit = now + self._settings.commit_interval
         commits: dict[int, tuple[int, str]] = {}
-        horizons: dict[int, int] = {}
+        covered: Covered = {}
         for p, ps in self._partitions.items():
-            wanted = ps.wanted_horizon()
             offset = ps.commit_offset()
             if offset is None:
                 continue
-            if wanted is not None:
-                horizons[p] = wanted
-                commits[p] = (offset, encode_commit_metadata(wanted, _now_ms()))
-            elif periodic and offset != ps.last_committed:
+            if ps.proposed:
+                covered[p] = (ps, list(ps.proposed))
+                commits[p] = (offset, self._metadata(ps, offset))
+            elif periodic:
                 # compared with the last *confirmed* commit, so a refused one (a rebalance's
-                # ILLEGAL_GENERATION) is simply made again on the next pass
-                commits[p] = (offset, encode_commit_metadata(ps.horizon, _now_ms()))
-        return commits, horizons
+                # ILLEGAL_GENERATION) is simply made again on the next pass; a changed log or
+                # demand is published even when the offset stands still
+                metadata = self._metadata(ps, offset)
+                if offset != ps.last_committed or metadata != ps.last_metadata:
+                    commits[p] = (offset, metadata)
+        return commits, covered
 
     def _backpressure(self) -> tuple[list[int], list[int]]:
         limit = self._settings.max_buffered_per_partition
@@ -199,13 +219,17 @@ class GroupMembership:
     ) -> None:
         self._applied.install(seen)
         for c in committed:
-            suspect = SuspectRange.at_assignment(
-                c.offset, decode_commit_metadata(c.metadata), ends.get(c.partition, 0)
+            found = decode_metadata(c.metadata)
+            inherited = inherited_log(
+                c.offset,
+                None if found is None else found.horizon,
+                None if found is None else found.runs,
+                ends.get(c.partition, 0),
             )
-            ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, suspect)
-            if suspect.stop > suspect.start:
+            ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, inherited)
+            if inherited.count(UNSURE):
                 # POSTs of the previous owner may still land: no listing before they cannot
-                at = decode_commit_time(c.metadata)
+                at = None if found is None else found.at_ms
                 wall = listing_not_before(
                     None if at is None else at / 1000, time.time(), self._settings.dr_timeout
                 )
@@ -225,22 +249,26 @@ class GroupMembership:
         states = [self._partitions[p] for p in partitions if p in self._partitions]
         for ps in states:
             ps.revoking = True
+        listing = self._listing_task
+        if listing is not None and any(ps.bulk_held for ps in states):
+            # what the listing proves applied is settled before we commit: the next owner
+            # inherits a shorter range instead of listing it all again
+            await asyncio.wait([listing], timeout=self._settings.drain_timeout)
         tasks = [t for ps in states for t in ps.tasks]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_timeout)
             for task in pending:
-                task.cancel()  # abandoned: the horizon we hand over makes the next owner look first
+                task.cancel()  # abandoned: the log we hand over makes the next owner look first
             if pending:
                 await asyncio.wait(pending, timeout=5)
                 _log.warning("in_flight_abandoned", count=len(pending))
         commits: dict[int, tuple[int, str]] = {}
         for ps in states:
+            self._in_flight -= len(ps.proposed)
             offset = ps.commit_offset()
             if offset is not None:
-                commits[ps.partition] = (
-                    offset,
-                    encode_commit_metadata(ps.release_horizon(), _now_ms()),
-                )
+                # batches still waiting for a commit never went: not unsure for the next owner
+                commits[ps.partition] = (offset, self._metadata(ps, offset, with_proposed=False))
             del self._partitions[ps.partition]
             self._applied.forget(ps.partition)
             self._metrics.forget_partition(ps.partition)
@@ -254,17 +282,48 @@ class GroupMembership:
             self._applied.forget(p)
             self._metrics.forget_partition(p)
             if ps is not None:
+                self._in_flight -= len(ps.proposed)
                 for task in ps.tasks:
                     task.cancel()
         self._rebudget()
         _log.warning("partitions_lost", partitions=sorted(partitions))
 
     def _rebudget(self) -> None:
-        share = member_share(
-            self._settings.dr_rate_limit, len(self._partitions), max(1, self._total_partitions)
-        )
+        """This member's share: its partitions' fair shares of the group limit, from the demands
+        the group last published (budget.py); proportional to partitions until one is known."""
+        limit = self._settings.dr_rate_limit
+        if self._demands:
+            every = dict.fromkeys(range(max(1, self._total_partitions)), 0.0) | self._demands
+            share = owned_share(fair_shares(limit, every), self._partitions)
+            share = max(share, min(limit, 1e-3))  # a bucket needs a rate > 0; posts need work
+        else:
+            share = member_share(limit, len(self._partitions), max(1, self._total_partitions))
         self._budget.set_rate(share, self._clock())
         self._metrics.set_budget_rate(share)
+        self._metrics.set_rate_limit(limit)
+
+    async def _share_budget(self) -> None:
+        """Every commit interval: read the demand every partition's owner published in its
+        commit (one OffsetFetch for the whole topic) and take this member's fair share."""
+        now = self._clock()
+        if now < self._next_share or self._total_partitions <= 0:
+            return
+        self._next_share = now + self._settings.commit_interval
+        try:
+            # one quick try: the Kafka thread also runs the loop's commits and fetches
+            committed = await self._kafka(
+                self._source.committed, range(self._total_partitions), 2.0, 1
+            )
+        except InfrastructureError as exc:
+            _log.warning("demand_read_failed", error=str(exc))
+            return  # keep the last share: the commits will be read again next interval
+        demands: dict[int, float] = {}
+        for c in committed:
+            decoded = decode_metadata(c.metadata)
+            known = decoded.demand if decoded is not None else None
+            demands[c.partition] = known if known is not None else 0.0
+        self._demands = demands
+        self._rebudget()
 
     # -- shutdown ------------------------------------------------------------------------------
     async def _shutdown(self) -> None:

@@ -31,6 +31,8 @@ SettleOutcome: TypeAlias = Literal[
 ]
 ReconcileReason: TypeAlias = Literal["suspect", "ambiguous", "conflict"]
 HttpMethod: TypeAlias = Literal["POST", "GET"]
+RequestPurpose: TypeAlias = Literal["capture", "cancel", "retry", "reconcile_read", "bulk_page"]
+RequestResult: TypeAlias = Literal["applied", "answered", "rate_limited", "failed"]
 
 DR_ERROR_CODES: Final = frozenset(
     {
@@ -65,6 +67,8 @@ _ERROR_CLASSES: Final = frozenset(get_args(BadInputClass))
 _OUTCOMES: Final = frozenset(get_args(SettleOutcome))
 _REASONS: Final = frozenset(get_args(ReconcileReason))
 _METHODS: Final = frozenset(get_args(HttpMethod))
+_PURPOSES: Final = frozenset(get_args(RequestPurpose))
+_RESULTS: Final = frozenset(get_args(RequestResult))
 
 
 def normalise_code(code: str | None) -> str:
@@ -121,6 +125,14 @@ class Metrics:
             registry=r,
             buckets=EVENTS_PER_POST_BUCKETS,
         )
+        self._by_purpose = counter(
+            "dr_requests_by_purpose_total",
+            "Digital River calls by what they were for and how they ended",
+            ("purpose", "result"),
+        )
+        self._rate_limit = gauge(
+            "rate_limit_requests_per_second", "The whole group's Digital River rate limit"
+        )
         self._reconcile_reads = counter(
             "reconcile_reads_total", "Reads of an order's fulfillments, by reason", ("reason",)
         )
@@ -155,6 +167,7 @@ class Metrics:
         self._settled_children: dict[tuple[int, str], Counter] = {}
         self._dr_children: dict[tuple[str, int | None, str], tuple[Counter, Histogram]] = {}
         self._reconcile_children: dict[str, Counter] = {}
+        self._purpose_children: dict[tuple[str, str], Counter] = {}
         self._gauge_children: dict[int, tuple[Gauge, Gauge, Gauge, Gauge, Gauge]] = {}
 
     # -- records and events ------------------------------------------------------------------
@@ -211,6 +224,20 @@ class Metrics:
             self._dr_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def record_request(self, purpose: RequestPurpose, result: RequestResult) -> None:
+        """Where the budget went: one call, what for, how it ended. Raises `ValueError` outside
+        the closed vocabularies."""
+        key = (purpose, result)
+        child = self._purpose_children.get(key)
+        if child is None:
+            _check(purpose, _PURPOSES, "purpose")
+            _check(result, _RESULTS, "result")
+            child = self._purpose_children[key] = self._by_purpose.labels(purpose, result)
+        child.inc()
+
+    def set_rate_limit(self, rps: float) -> None:
+        self._rate_limit.set(rps)
 
     def record_post_applied(self, events: int) -> None:
         self._events_per_post.observe(events)

@@ -1,11 +1,14 @@
 """What a member holds for one assigned partition while it owns it. [pure]
 
-Records move through three stages (four when a writer schema must be fetched first:
-`undecoded`): `staged` (consumed; waiting until the committed dispatch
-horizon covers them), the lanes (may be posted), settled (the watermark may pass them). The
-horizon is written into the commit's metadata *before* any record below it is posted, so whoever
-owns the partition next knows which records a crashed owner may have posted: those in
-[committed offset, horizon) are reconciled with Digital River before being posted again.
+Records go from the consumer straight into the lanes (through `undecoded` first, in offset
+order, when a writer schema must be fetched from the registry). A batch the lanes hand out is only POSTed
+once a commit's metadata lists its offsets as unsure (`dispatch_log.py`): until then it waits in
+`proposed`; the next synchronous commit writes the partition's dispatch log (settled / unsure /
+never dispatched past the committed offset) and the engine launches what it covered. So whoever
+owns the partition next — after a crash, a kill -9 or a rebalance — reconciles exactly what may
+have been posted (`inherited` on its side), settles without a request what was settled, and
+posts the rest as usual; it acts on no listing before the previous owner's POSTs can no longer
+land (`listing_not_before`).
 """
 
 from __future__ import annotations
@@ -15,20 +18,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from consumer.bulk_reconcile import BULK_MIN_RECORDS, Coverage
 from consumer.deadletters import ParkedOrder
+from consumer.dispatch_log import SETTLED, UNSURE, DispatchLog, Kind
 from consumer.events import FulfillmentEvent
-from consumer.lanes import CoalescingPolicy, PartitionLanes
-from consumer.reconcile import SuspectRange
+from consumer.lanes import Batch, CoalescingPolicy, PartitionLanes
 from consumer.watermark import OffsetWatermark
 
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class StagedEvent(Generic[R]):
-    record: R
-    offset: int
-    event: FulfillmentEvent
 
 
 @dataclass(eq=False)
@@ -38,29 +35,34 @@ class PartitionState(Generic[R]):
     partition: int
     policy: CoalescingPolicy
     committed: int | None  # committed offset when assigned (None: never committed)
-    suspect: SuspectRange  # records a previous owner (or a replay) may have posted already
+    inherited: DispatchLog  # what the previous owner (or a replay) left past `committed`
     lanes: PartitionLanes = field(init=False)
     watermark: OffsetWatermark = field(default_factory=OffsetWatermark)
     records: dict[int, R] = field(default_factory=dict)  # every unsettled record, for DLQ / parking
-    staged: deque[StagedEvent[R]] = field(default_factory=deque)
     undecoded: deque[R] = field(default_factory=deque)  # waiting for a writer schema, in order
-    horizon: int = 0  # dispatch horizon confirmed in a commit's metadata
-    dispatched_max: int = -1
+    doubt: set[int] = field(default_factory=set)  # confirmed unsure: dispatched, not settled
+    proposed: list[Batch] = field(default_factory=list)  # handed out, waiting for a commit
     parked: dict[str, ParkedOrder] = field(default_factory=dict)  # order id -> why
     attempts: dict[str, int] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     last_committed: int | None = None
+    last_metadata: str | None = None  # the metadata of the last confirmed commit
     paused: bool = False
     revoking: bool = False
     listing_not_before: float = 0.0  # suspect orders are not looked up before (clock time)
+    # a long unsure range is reconciled by listing (bulk_reconcile.py): until a listing begun
+    # after our assignment is done, every record waits here, in offset order
+    bulk_held: deque[tuple[R, FulfillmentEvent]] | None = None
+    bulk_coverage: Coverage | None = None
 
     def __post_init__(self) -> None:
         self.lanes = PartitionLanes(self.partition, self.policy)
-        self.horizon = self.suspect.stop
         self.last_committed = self.committed
+        if self.inherited.count(UNSURE) >= BULK_MIN_RECORDS:
+            self.bulk_held = deque()
 
     def commit_offset(self) -> int | None:
-        """What to commit now: the watermark, else where we started (to carry the horizon)."""
+        """What to commit now: the watermark, else where we started (to carry the log)."""
         settled = self.watermark.committable()
         if settled is not None:
             return settled
@@ -68,20 +70,55 @@ class PartitionState(Generic[R]):
             return self.last_committed
         return self.watermark.oldest_unsettled()
 
-    def wanted_horizon(self) -> int | None:
-        """A new horizon to confirm before the staged records may be posted, or None."""
-        if self.staged and self.staged[-1].offset >= self.horizon:
-            return self.staged[-1].offset + 1
-        return None
+    def covers(self, batch: Batch) -> bool:
+        """Whether a confirmed commit already lists every offset of `batch` as unsure (a retry
+        of the same events): it may go without another commit."""
+        return all(offset in self.doubt for offset in batch.offsets)
 
-    def release_horizon(self) -> int:
-        """The horizon to hand over on revoke: all we (or the owner before us) may have posted."""
-        return self.suspect.carry(self.dispatched_max + 1)
+    def dispatch_log(self, offset: int, *, with_proposed: bool = True) -> DispatchLog:
+        """The log to write with a commit at `offset`: our settled records, our unsure ones (and
+        the proposed batches, which may go once this commit is confirmed), and for records we
+        have not settled what the previous owner left."""
+        own: dict[int, Kind] = dict.fromkeys(self.watermark.settled_ahead(), SETTLED)
+        own.update(dict.fromkeys(self.doubt, UNSURE))
+        if with_proposed:
+            for batch in self.proposed:
+                own.update(dict.fromkeys(batch.offsets, UNSURE))
+        return DispatchLog.overlay(offset, self.inherited, own)
+
+    def confirm(self, batches: list[Batch]) -> None:
+        """A commit listing `batches` went through: they are unsure from now on and may go."""
+        for batch in batches:
+            self.doubt.update(batch.offsets)
+        gone = {id(b) for b in batches}
+        self.proposed = [b for b in self.proposed if id(b) not in gone]
 
     def settle(self, offset: int) -> None:
         self.records.pop(offset, None)
+        self.doubt.discard(offset)
         self.watermark.settle(offset)
 
     @property
     def buffered(self) -> int:
         return len(self.records)
+
+
+def inherited_log(
+    committed: int | None, horizon: int | None, runs: str | None, end_offset: int
+) -> DispatchLog:
+    """What a new owner must assume past `committed`, from the commit's metadata.
+
+    `committed` None: the group never committed here; a new group starts fresh (nothing of it can
+    be at Digital River; `replay` is how history is reprocessed). `horizon` None: offsets moved
+    by another tool (`kafka-consumer-groups --reset-offsets`): everything up to `end_offset`, the
+    high watermark when assigned, is unsure. A horizon without (readable) runs: [committed,
+    horizon) is unsure (an older member, or `replay`)."""
+    if committed is None:
+        return DispatchLog(0)
+    if horizon is None:
+        return DispatchLog.unsure_range(committed, max(committed, end_offset))
+    if runs is not None:
+        decoded = DispatchLog.decode(committed, runs)
+        if decoded is not None:
+            return decoded
+    return DispatchLog.unsure_range(committed, max(committed, horizon))

@@ -27,11 +27,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from consumer import commit_metadata
 from consumer.fulfillments import event_ids_of
 from consumer.lanes import PendingEvent
 
-COMMIT_METADATA_PREFIX: Final = "fc1:horizon="
-_AT: Final = ";at="
+COMMIT_METADATA_PREFIX: Final = commit_metadata.PREFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,42 +76,30 @@ def decide(result: ReconcileResult, *, after_conflict: bool) -> Decision:
     return Decision(result.applied, result.remaining, ())
 
 
-def encode_commit_metadata(horizon: int, at_ms: int | None = None) -> str:
-    """Offset-commit metadata recording the dispatch horizon of the partition and, when given,
-    the wall-clock time of the commit (milliseconds since the epoch)."""
-    if horizon < 0:
-        raise ValueError(f"horizon must be >= 0, got {horizon}")
-    if at_ms is None:
-        return f"{COMMIT_METADATA_PREFIX}{horizon}"
-    if at_ms < 0:
-        raise ValueError(f"commit time must be >= 0, got {at_ms}")
-    return f"{COMMIT_METADATA_PREFIX}{horizon}{_AT}{at_ms}"
-
-
-def _fields(text: str | None) -> tuple[int, int | None] | None:
-    if not text or not text.startswith(COMMIT_METADATA_PREFIX):
-        return None
-    horizon, sep, at = text[len(COMMIT_METADATA_PREFIX) :].partition(_AT)
-    if not (horizon.isascii() and horizon.isdigit()):
-        return None
-    if not sep:
-        return int(horizon), None
-    if not (at.isascii() and at.isdigit()):
-        return None
-    return int(horizon), int(at)
+def encode_commit_metadata(
+    horizon: int,
+    at_ms: int | None = None,
+    *,
+    demand: float | None = None,
+    runs: str | None = None,
+) -> str:
+    """Offset-commit metadata recording the dispatch horizon of the partition and, optionally,
+    the wall-clock time of the commit (epoch ms), its demand for the rate budget and its dispatch
+    log; the format is commit_metadata.py's."""
+    return commit_metadata.encode(commit_metadata.CommitMetadata(horizon, demand, runs, at_ms))
 
 
 def decode_commit_metadata(text: str | None) -> int | None:
     """The horizon an earlier commit recorded; None for no, foreign or garbled metadata."""
-    fields = _fields(text)
-    return None if fields is None else fields[0]
+    decoded = commit_metadata.decode(text)
+    return None if decoded is None else decoded.horizon
 
 
 def decode_commit_time(text: str | None) -> int | None:
     """When an earlier commit was written (epoch ms); None when it did not say (older members,
-    other tools) or the metadata is not ours."""
-    fields = _fields(text)
-    return None if fields is None else fields[1]
+    other tools, nothing unsure) or the metadata is not ours."""
+    decoded = commit_metadata.decode(text)
+    return None if decoded is None else decoded.at_ms
 
 
 def listing_not_before(

@@ -79,6 +79,10 @@ class OffsetWatermark:
         # `_advance` pops every settled head, so a non-empty deque starts with an unsettled offset.
         return self._tracked[0] if self._tracked else None
 
+    def settled_ahead(self) -> frozenset[int]:
+        """Settled offsets the watermark cannot pass yet (an unsettled one lies below them)."""
+        return frozenset(self._settled)
+
     @property
     def last_tracked(self) -> int | None:
         """The highest offset tracked so far (None before the first)."""

@@ -3,7 +3,8 @@
 Pure. Query parameters as Digital River's OpenAPI file declares them: `limit` (1-100, default
 10), `startingAfter` / `endingBefore` (a fulfillment id: the page just older / just newer than
 it), `ids` (repeated or comma-separated), `orderId`, `skuId`, `trackingCompany`,
-`trackingNumber`, `createdTime[gt|gte|lt|lte]` (ISO-8601). Anything else -> 400
+`trackingNumber`, `createdTime` (ISO-8601: that exact time) and `createdTime[gt|gte|lt|lte]`
+(the contract's deepObject bounds, combinable into a window). Anything else -> 400
 `unknown_parameter`; a bad value -> 400 `invalid_parameter`. Answer: `{"data": [...],
 "hasMore": bool}` where `hasMore` says whether more lie beyond the page in paging direction.
 """
@@ -30,6 +31,7 @@ _SIMPLE = (
     "endingBefore",
 )
 _TIME_OPS: dict[str, Callable[[datetime, datetime], bool]] = {
+    "createdTime": lambda a, b: a == b,
     "createdTime[gt]": lambda a, b: a > b,
     "createdTime[gte]": lambda a, b: a >= b,
     "createdTime[lt]": lambda a, b: a < b,

@@ -108,6 +108,23 @@ async def test_created_time_bounds_filter_by_creation_time(client: httpx.AsyncCl
     created = await create(client, ship("ord_1", "itm_a"))
     assert await page(client, **{"createdTime[gte]": "2000-01-01T00:00:00Z"}) == ([created], False)
     assert await page(client, **{"createdTime[lt]": "2000-01-01T00:00:00Z"}) == ([], False)
+    stamp = (await client.get(f"/fulfillments/{created}")).json()["createdTime"]
+    assert await page(client, createdTime=stamp) == ([created], False)
+    assert await page(client, createdTime="2000-01-01T00:00:00Z") == ([], False)
+
+
+async def test_a_created_time_window_pages_newest_first_in_hundreds(
+    client: httpx.AsyncClient,
+) -> None:
+    made = [await create(client, ship(f"ord_{i}", "itm_a")) for i in range(3)]
+    window = {
+        "createdTime[gte]": "2000-01-01T00:00:00Z",
+        "createdTime[lte]": "2999-01-01T00:00:00Z",
+    }
+    first, more = await page(client, limit=2, **window)
+    assert (first, more) == (made[::-1][:2], True)
+    rest, more = await page(client, limit=2, startingAfter=first[-1], **window)
+    assert (rest, more) == ([made[0]], False)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.budget import MIN_RATE, TokenBucket, member_share
+from consumer.budget import (
+    DRAIN_TARGET_SECONDS,
+    FLOOR_FRACTION,
+    MIN_RATE,
+    TokenBucket,
+    fair_shares,
+    member_share,
+    owned_share,
+    partition_demand,
+)
 
 EPSILON = 1e-6
 
@@ -152,3 +161,88 @@ def test_a_member_owning_everything_takes_the_whole_rate() -> None:
     assert member_share(250, 12, 12) == 250
     assert member_share(250, 3, 12) == 62.5
     assert member_share(250, 20, 12) == 250
+
+
+demand_maps = st.dictionaries(
+    st.integers(min_value=0, max_value=30),
+    st.one_of(st.just(0.0), st.floats(min_value=0, max_value=2000, allow_nan=False)),
+    max_size=24,
+)
+rates = st.floats(min_value=0.5, max_value=1000)
+
+
+@given(rates, demand_maps)
+def test_shares_never_add_up_to_more_than_the_group_limit(
+    group_rate: float, demands: dict[int, float]
+) -> None:
+    shares = fair_shares(group_rate, demands)
+    assert set(shares) == set(demands)
+    assert sum(shares.values()) <= group_rate * (1 + 1e-9) + EPSILON
+
+
+@given(rates, demand_maps, st.lists(st.integers(min_value=0, max_value=3), max_size=31))
+def test_members_shares_from_one_snapshot_never_add_up_to_more_than_the_limit(
+    group_rate: float, demands: dict[int, float], owners: list[int]
+) -> None:
+    shares = fair_shares(group_rate, demands)
+    owner_of = {p: owners[p] if p < len(owners) else 0 for p in demands}
+    members = [owned_share(shares, [p for p, o in owner_of.items() if o == m]) for m in range(4)]
+    assert sum(members) <= group_rate * (1 + 1e-9) + EPSILON
+
+
+@given(rates, demand_maps)
+def test_every_partition_keeps_the_floor_and_a_demand_that_fits_is_met(
+    group_rate: float, demands: dict[int, float]
+) -> None:
+    shares = fair_shares(group_rate, demands)
+    if not demands:
+        return
+    floor = group_rate * FLOOR_FRACTION / len(demands)
+    level = max(shares.values())
+    for p, demand in demands.items():
+        assert shares[p] >= floor - EPSILON
+        if demand <= level:  # under the fair level: what it asks for
+            assert shares[p] >= min(demand, level) - 1e-6 * max(1.0, demand)
+
+
+@given(rates, demand_maps)
+def test_a_busier_partition_never_gets_less_than_a_quieter_one(
+    group_rate: float, demands: dict[int, float]
+) -> None:
+    shares = fair_shares(group_rate, demands)
+    for a, demand_a in demands.items():
+        for b, demand_b in demands.items():
+            if demand_a >= demand_b:
+                assert shares[a] >= shares[b] - 1e-9 * group_rate
+
+
+@given(rates, demand_maps.filter(bool))
+def test_no_budget_is_left_idle_while_some_partition_wants_it(
+    group_rate: float, demands: dict[int, float]
+) -> None:
+    shares = fair_shares(group_rate, demands)
+    assert sum(shares.values()) == pytest.approx(group_rate, rel=1e-9)
+
+
+def test_a_backlogged_quarter_of_the_partitions_takes_what_the_idle_rest_leaves() -> None:
+    demands = {p: (30.0 if p < 3 else 0.0) for p in range(12)}
+    shares = fair_shares(30.0, demands)
+    busy = owned_share(shares, range(3))
+    assert busy == pytest.approx(30.0 * (1 - FLOOR_FRACTION) + 30.0 * FLOOR_FRACTION * 3 / 12)
+    assert busy > 0.9 * 30
+
+
+def test_partitions_that_all_want_more_than_the_limit_split_it_evenly() -> None:
+    shares = fair_shares(24.0, dict.fromkeys(range(12), 100.0))
+    assert list(shares.values()) == [pytest.approx(2.0)] * 12
+
+
+def test_a_small_demand_is_met_and_the_rest_goes_to_the_busy_ones() -> None:
+    shares = fair_shares(30.0, {"idle": 0.0, "light": 4.0, "busy": 500.0}, floor_fraction=0.0)
+    assert shares == {"idle": 0.0, "light": pytest.approx(4.0), "busy": pytest.approx(26.0)}
+
+
+def test_demand_is_the_backlog_drained_in_the_target_time_capped_at_the_group_rate() -> None:
+    assert partition_demand(0, 30) == 0.0
+    assert partition_demand(12, 30) == pytest.approx(12 / DRAIN_TARGET_SECONDS)
+    assert partition_demand(5000, 30) == 30

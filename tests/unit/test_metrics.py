@@ -42,6 +42,8 @@ def exercise_every_verb(metrics: Metrics) -> None:
     metrics.record_dr_call("POST", 201, None, 0.02)
     metrics.record_post_applied(3)
     metrics.record_reconcile_read("suspect")
+    metrics.record_request("capture", "applied")
+    metrics.set_rate_limit(30)
     metrics.set_in_flight(4)
     metrics.set_partition(0, committed=10, end=15, oldest_unsettled_age=1.5, paused=True)
     metrics.add_budget_wait(0.25)
@@ -59,8 +61,8 @@ def sample_value(metrics: Metrics, sample_name: str, **labels: str) -> float | N
     return None
 
 
-def test_the_contract_table_lists_twenty_metrics() -> None:
-    assert len(contract()) == 20
+def test_the_contract_table_lists_twenty_two_metrics() -> None:
+    assert len(contract()) == 22
 
 
 def test_every_metric_of_the_contract_exists_with_its_type_and_labels() -> None:
@@ -173,6 +175,21 @@ def test_no_series_carries_an_order_or_event_id() -> None:
     metrics = Metrics()
     exercise_every_verb(metrics)
     allowed = {"partition", "error_class", "outcome", "method", "status", "code", "reason", "le"}
+    allowed |= {"purpose", "result"}  # closed vocabularies (metrics.RequestPurpose, RequestResult)
     for family in families(metrics).values():
         for sample in family.samples:
             assert set(sample.labels) <= allowed
+
+
+def test_requests_are_counted_by_purpose_and_result_from_closed_vocabularies() -> None:
+    metrics = Metrics()
+    metrics.record_request("bulk_page", "answered")
+    metrics.record_request("bulk_page", "answered")
+    metrics.record_request("capture", "rate_limited")
+    name = PREFIX + "dr_requests_by_purpose_total"
+    assert sample_value(metrics, name, purpose="bulk_page", result="answered") == 2
+    assert sample_value(metrics, name, purpose="capture", result="rate_limited") == 1
+    with pytest.raises(ValueError, match="purpose"):
+        metrics.record_request("order_ord_1", "applied")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="result"):
+        metrics.record_request("capture", "201")  # type: ignore[arg-type]

@@ -84,7 +84,17 @@ def test_the_horizon_round_trips_through_commit_metadata(horizon: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", [None, "", "hello", "fc1:horizon=", "fc1:horizon=-4", "fc1:horizon=1x", "fc0:horizon=3"]
+    "text",
+    [
+        None,
+        "",
+        "hello",
+        "fc1:horizon=",
+        "fc1:horizon=-4",
+        "fc1:horizon=1x",
+        "fc0:horizon=3",
+        "fc2:d=1",
+    ],
 )
 def test_foreign_or_garbled_commit_metadata_means_no_horizon(text: str | None) -> None:
     assert decode_commit_metadata(text) is None
