@@ -38,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import httpx2
 from confluent_kafka import Consumer, TopicPartition
 
 from consumer.codec import default_codec
@@ -103,7 +103,7 @@ def committed_all(bootstrap: str, topic: str, group: str, partitions: int) -> bo
 
 
 def reset_sandbox(url: str, sim: Simulation) -> None:
-    with httpx.Client(timeout=60) as client:
+    with httpx2.Client(timeout=60) as client:
         client.post(f"{url}/_admin/reset").raise_for_status()
         seed_sandbox(url, sim, client)
 
@@ -144,7 +144,7 @@ class Scraper:
             self._thread.join(timeout=10)
 
     def _run(self, ports: list[int]) -> None:
-        with httpx.Client(timeout=5) as http:
+        with httpx2.Client(timeout=5) as http:
             while not self._stop.is_set():
                 for port in ports:
                     started = time.monotonic()
@@ -153,7 +153,7 @@ class Scraper:
                         resp.raise_for_status()
                         self.bytes += len(resp.content)
                         self.scrapes += 1
-                    except httpx.HTTPError:
+                    except httpx2.HTTPError:
                         self.failures += 1
                     self.seconds += time.monotonic() - started
                 self._stop.wait(self.interval)
@@ -312,7 +312,7 @@ def baseline_worker(args: argparse.Namespace) -> None:
             }
         )
         c.assign([TopicPartition(args.topic, partition)])
-        with httpx.Client(
+        with httpx2.Client(
             base_url=args.url, headers={"Authorization": "Bearer sk_test_sandbox"}
         ) as http:
             while time.monotonic() < stop_at:

@@ -141,6 +141,13 @@ def kafka_options(fn: Any) -> Any:
     "--dr-timeout", envvar="DR_TIMEOUT_SECONDS", type=float, default=15.0, show_default=True
 )
 @click.option(
+    "--dr-ca-bundle",
+    envvar="DR_CA_BUNDLE",
+    default=None,
+    help="PEM file of the CAs to trust for DR_API_URL (and an https proxy) instead of the "
+    "system's; SSL_CERT_FILE is honoured when unset. Proxies: HTTPS_PROXY, NO_PROXY.",
+)
+@click.option(
     "--allow-insecure-http",
     envvar="DR_ALLOW_INSECURE_HTTP",
     is_flag=True,
@@ -244,6 +251,7 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             health_port=options["health_port"],
             log_format=options["log_format"],
             dlq_max_ratio=options["dlq_max_ratio"],
+            dr_ca_bundle=options["dr_ca_bundle"],
             environ=os.environ,
         )
     except ConfigurationError as exc:
@@ -256,13 +264,17 @@ async def _run_member(settings: Settings) -> int:
         SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
     )
     codec = EventCodec(SchemaStore.load_default(), registry=registry)
-    dr = DigitalRiverClient(
-        settings.dr_api_url,
-        settings.dr_api_key,
-        api_version=settings.dr_api_version,
-        timeout=settings.dr_timeout,
-        max_connections=settings.max_in_flight + 8,
-    )
+    try:
+        dr = DigitalRiverClient(
+            settings.dr_api_url,
+            settings.dr_api_key,
+            api_version=settings.dr_api_version,
+            timeout=settings.dr_timeout,
+            max_connections=settings.max_in_flight + 8,
+            ca_bundle=settings.dr_ca_bundle,
+        )
+    except ConfigurationError as exc:  # a CA bundle that is not PEM
+        raise click.UsageError(f"configuration: {exc}") from None
     rng = random.Random()
     try:
         source = KafkaSource(consumer_config(settings), settings.topic)

@@ -85,6 +85,7 @@ class Settings:
     kafka_extra: Mapping[str, str] = field(
         default_factory=dict, repr=False
     )  # may hold sasl.password
+    dr_ca_bundle: str | None = None  # PEM: CAs trusted for Digital River instead of the system's
 
     def masked(self) -> dict[str, object]:
         """Every setting, printable: secrets and passthrough values that look secret are masked."""
@@ -202,6 +203,7 @@ def load_settings(
     log_format: LogFormat,
     environ: Mapping[str, str],
     dlq_max_ratio: float = 0.5,
+    dr_ca_bundle: str | None = None,
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -229,6 +231,8 @@ def load_settings(
         raise ConfigurationError(
             f"not an http(s) URL: {schema_registry_url!r}", setting="SCHEMA_REGISTRY_URL"
         )
+    if dr_ca_bundle and not Path(dr_ca_bundle).is_file():
+        raise ConfigurationError(f"no such file: {dr_ca_bundle!r}", setting="DR_CA_BUNDLE")
     return Settings(
         bootstrap_servers=bootstrap_servers,
         topic=topic,
@@ -249,4 +253,5 @@ def load_settings(
         log_format=log_format,
         dlq_max_ratio=dlq_max_ratio,
         kafka_extra=librdkafka_passthrough(environ),
+        dr_ca_bundle=dr_ca_bundle or None,
     )

@@ -53,7 +53,7 @@ def serve(config: SandboxConfig, host: str, port: int) -> None:
 class SandboxServer:
     """A sandbox on a real loopback socket, served from a background thread with its own loop.
 
-    `with SandboxServer(config) as sandbox: httpx.get(sandbox.url + "/_admin/stats")`. The socket
+    `with SandboxServer(config) as sandbox: httpx2.get(sandbox.url + "/_admin/stats")`. The socket
     is bound in the constructor (`port=0` picks a free one), so `url` is known at once;
     `__enter__`/`start` return once the server accepts connections (or raise `RuntimeError`);
     `__exit__`/`stop` ask it to stop, cancel held requests after `GRACE_S`, and join the thread.
