@@ -9,7 +9,7 @@
 
 Between the two the sandbox ledger is reset and re-seeded, so each faces the same orders.
 Prints events/s, POSTs/s, events per POST (and the fewest POSTs the backlog allows), consumer
-CPU seconds per 1,000 events, peak RSS, and per-order order violations.
+CPU seconds per 1,000 events and milliseconds per POST, peak RSS, and per-order order violations.
 
 `--scrape-metrics SECONDS` runs ours twice on the same backlog: without scraping, then while a
 thread GETs every member's `/metrics` at that interval (as Prometheus would; members listen on
@@ -426,6 +426,7 @@ COLUMNS = (
     ("POSTs/s", 8),
     ("ev/POST", 8),
     ("CPU s/1k ev", 11),
+    ("CPU ms/POST", 11),
     ("peak RSS MB", 11),
     ("order viol.", 11),
     ("dup", 4),
@@ -440,6 +441,7 @@ def _print(results: list[Result]) -> None:
             f"{r.posts / r.seconds:.0f}",
             f"{r.events / max(1, r.posts):.2f}",
             f"{1000 * r.cpu_seconds / max(1, r.events):.2f}",
+            f"{1000 * r.cpu_seconds / max(1, r.posts):.2f}",
             f"{r.peak_rss_mb:.0f}",
             str(r.violations),
             str(r.duplicates),

@@ -148,6 +148,15 @@ def kafka_options(fn: Any) -> Any:
     "system's; SSL_CERT_FILE is honoured when unset. Proxies: HTTPS_PROXY, NO_PROXY.",
 )
 @click.option(
+    "--dr-max-connections",
+    envvar="DR_MAX_CONNECTIONS",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Connections to Digital River per member; needs about POSTs/s x latency. Each open "
+    "connection costs CPU on every request (httpx2's pool scans them all).",
+)
+@click.option(
     "--allow-insecure-http",
     envvar="DR_ALLOW_INSECURE_HTTP",
     is_flag=True,
@@ -252,6 +261,7 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             log_format=options["log_format"],
             dlq_max_ratio=options["dlq_max_ratio"],
             dr_ca_bundle=options["dr_ca_bundle"],
+            dr_max_connections=options["dr_max_connections"],
             environ=os.environ,
         )
     except ConfigurationError as exc:
@@ -270,7 +280,7 @@ async def _run_member(settings: Settings) -> int:
             settings.dr_api_key,
             api_version=settings.dr_api_version,
             timeout=settings.dr_timeout,
-            max_connections=settings.max_in_flight + 8,
+            max_connections=settings.dr_max_connections,
             ca_bundle=settings.dr_ca_bundle,
         )
     except ConfigurationError as exc:  # a CA bundle that is not PEM

@@ -86,6 +86,7 @@ class Settings:
         default_factory=dict, repr=False
     )  # may hold sasl.password
     dr_ca_bundle: str | None = None  # PEM: CAs trusted for Digital River instead of the system's
+    dr_max_connections: int = 64  # the HTTP pool's cap; more requests wait for a free connection
 
     def masked(self) -> dict[str, object]:
         """Every setting, printable: secrets and passthrough values that look secret are masked."""
@@ -204,6 +205,7 @@ def load_settings(
     environ: Mapping[str, str],
     dlq_max_ratio: float = 0.5,
     dr_ca_bundle: str | None = None,
+    dr_max_connections: int = 64,
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -231,6 +233,7 @@ def load_settings(
         raise ConfigurationError(
             f"not an http(s) URL: {schema_registry_url!r}", setting="SCHEMA_REGISTRY_URL"
         )
+    require_positive(dr_max_connections, "DR_MAX_CONNECTIONS")
     if dr_ca_bundle and not Path(dr_ca_bundle).is_file():
         raise ConfigurationError(f"no such file: {dr_ca_bundle!r}", setting="DR_CA_BUNDLE")
     return Settings(
@@ -254,4 +257,5 @@ def load_settings(
         dlq_max_ratio=dlq_max_ratio,
         kafka_extra=librdkafka_passthrough(environ),
         dr_ca_bundle=dr_ca_bundle or None,
+        dr_max_connections=dr_max_connections,
     )

@@ -63,7 +63,7 @@ class DigitalRiverClient:
         *,
         api_version: str | None = None,
         timeout: float = 15.0,
-        max_connections: int = 256,
+        max_connections: int = 64,
         ca_bundle: str | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
