@@ -52,8 +52,10 @@ class DigitalRiverClient:
     """Async client; `aclose()` releases the pool. Methods never raise httpx2 errors.
 
     `max_connections` caps the pool (connections open only when needed and are kept alive up to
-    the cap, so a steady load reuses them); `ca_bundle` is a PEM file of the CAs to trust instead
-    of the system's; `transport` replaces the network (tests), and with it the proxy settings.
+    the cap, so a steady load reuses them; httpx2's pool looks at every open connection twice per
+    request, so the cap also bounds the CPU a request costs); `ca_bundle` is a PEM file of the
+    CAs to trust instead of the system's; `transport` replaces the network (tests), and with it
+    the proxy settings.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""DigitalRiverClient's network settings: proxies from the environment and the CAs it trusts.
+"""DigitalRiverClient's network settings: proxies from the environment, the CAs, the pool's cap.
 
 The sandbox runs on a real loopback socket (https with a test CA where TLS matters) and a small
 forward proxy sits between it and the client, recording every request line it is handed: a
@@ -16,6 +16,7 @@ import http.server
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ import trustme
 from consumer.config import Secret
 from consumer.digitalriver import DigitalRiverClient, DrResponse, TransportFailure
 from consumer.errors import ConfigurationError
-from consumer.sandbox.config import SandboxConfig
+from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
 
 KEY = "sk_test_Dr7NetworkDistinctiveKey511"
@@ -283,3 +284,32 @@ def test_a_ca_bundle_that_is_not_pem_is_a_configuration_error_naming_dr_ca_bundl
         DigitalRiverClient("https://api.digitalriver.com", Secret(KEY), ca_bundle=str(garbage))
     assert caught.value.setting == "DR_CA_BUNDLE"
     assert "DR_CA_BUNDLE" in str(caught.value)
+
+
+# --- the pool ------------------------------------------------------------------------------------
+
+
+def test_requests_beyond_the_pools_cap_wait_for_a_free_connection() -> None:
+    """6 POSTs at once through 2 connections to a sandbox answering after 300 ms: 3 rounds."""
+    config = SandboxConfig(faults=FaultSettings(latency_ms=300))
+    with SandboxServer(config) as sandbox:
+
+        async def scenario() -> list[DrResponse]:
+            client = DigitalRiverClient(sandbox.url, Secret(KEY), max_connections=2, timeout=30)
+            try:
+                return await asyncio.gather(
+                    *(
+                        client.create_fulfillment(
+                            {"orderId": f"ord_{i}", "items": [{"itemId": "itm", "quantity": 1}]}
+                        )
+                        for i in range(6)
+                    )
+                )
+            finally:
+                await client.aclose()
+
+        started = time.monotonic()
+        answers = asyncio.run(scenario())
+        elapsed = time.monotonic() - started
+    assert [answer.status for answer in answers] == [201] * 6
+    assert elapsed >= 0.85, f"6 x 300 ms over 2 connections took only {elapsed:.2f} s"
