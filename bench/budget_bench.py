@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
@@ -200,7 +200,7 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
 
 def requests_of(url: str, after: int = 0) -> Iterator[dict[str, Any]]:
     while True:
-        page = httpx.get(f"{url}/_admin/requests", params={"after": after}, timeout=60).json()
+        page = httpx2.get(f"{url}/_admin/requests", params={"after": after}, timeout=60).json()
         rows = page["requests"]
         if not rows:
             return
@@ -277,7 +277,7 @@ def scenario_skew(args: argparse.Namespace, bootstrap: str) -> bool:
     placed = skewed(sim, args.partitions, args.partitions // 4, 0.8, args.seed)
     logs = Path(tempfile.mkdtemp(prefix="budget-skew-"))
     with sandbox_process(free_port(), latency_ms=args.latency_ms, rate_limit=args.limit) as url:
-        with httpx.Client(timeout=60) as client:
+        with httpx2.Client(timeout=60) as client:
             seed_sandbox(url, sim, client)
         group = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT=f"{args.limit:g}")
         for _ in range(args.members):
@@ -355,11 +355,11 @@ def scenario_replay(args: argparse.Namespace, bootstrap: str) -> bool:
     sim = simulate(orders, args.seed)
     logs = Path(tempfile.mkdtemp(prefix="budget-replay-"))
     with sandbox_process(free_port(), latency_ms=5, rate_limit=args.limit) as url:
-        with httpx.Client(timeout=60) as client:
+        with httpx2.Client(timeout=60) as client:
             seed_sandbox(url, sim, client)
         first = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT="100000")
         # apply the backlog first, unthrottled, with one member
-        httpx.put(f"{url}/_admin/faults", json={"rateLimit": 0}, timeout=10).raise_for_status()
+        httpx2.put(f"{url}/_admin/faults", json={"rateLimit": 0}, timeout=10).raise_for_status()
         publish_on(bootstrap, first.topic, sim, spread(sim, args.partitions))
         first.start()
         wait_until(first.all_committed, 1800, "the backlog applied")
@@ -369,7 +369,7 @@ def scenario_replay(args: argparse.Namespace, bootstrap: str) -> bool:
             f"[replay] {len(sim.events)} events of {orders} orders applied first "
             f"({applied.posts_201} POSTs)"
         )
-        httpx.put(
+        httpx2.put(
             f"{url}/_admin/faults", json={"rateLimit": args.limit}, timeout=10
         ).raise_for_status()
         verdicts = []
@@ -422,7 +422,7 @@ def scenario_join(args: argparse.Namespace, bootstrap: str) -> bool:
     sim = simulate(args.orders, args.seed)
     logs = Path(tempfile.mkdtemp(prefix="budget-join-"))
     with sandbox_process(free_port(), latency_ms=args.latency_ms, rate_limit=args.limit) as url:
-        with httpx.Client(timeout=60) as client:
+        with httpx2.Client(timeout=60) as client:
             seed_sandbox(url, sim, client)
         group = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT=f"{args.limit:g}")
         publish_on(bootstrap, group.topic, sim, spread(sim, args.partitions))
@@ -495,7 +495,7 @@ def scenario_kill(args: argparse.Namespace, bootstrap: str) -> bool:
     sim = simulate(args.orders, args.seed)
     logs = Path(tempfile.mkdtemp(prefix="budget-kill-"))
     with sandbox_process(free_port(), latency_ms=args.latency_ms, rate_limit=args.limit) as url:
-        with httpx.Client(timeout=60) as client:
+        with httpx2.Client(timeout=60) as client:
             seed_sandbox(url, sim, client)
         group = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT=f"{args.limit:g}")
         for _ in range(args.members):

@@ -9,7 +9,7 @@
 
 Between the two the sandbox ledger is reset and re-seeded, so each faces the same orders.
 Prints events/s, POSTs/s, events per POST (and the fewest POSTs the backlog allows), consumer
-CPU seconds per 1,000 events, peak RSS, and per-order order violations.
+CPU seconds per 1,000 events and milliseconds per POST, peak RSS, and per-order order violations.
 
 `--scrape-metrics SECONDS` runs ours twice on the same backlog: without scraping, then while a
 thread GETs every member's `/metrics` at that interval (as Prometheus would; members listen on
@@ -38,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import httpx2
 from confluent_kafka import Consumer, TopicPartition
 
 from consumer.codec import default_codec
@@ -103,7 +103,7 @@ def committed_all(bootstrap: str, topic: str, group: str, partitions: int) -> bo
 
 
 def reset_sandbox(url: str, sim: Simulation) -> None:
-    with httpx.Client(timeout=60) as client:
+    with httpx2.Client(timeout=60) as client:
         client.post(f"{url}/_admin/reset").raise_for_status()
         seed_sandbox(url, sim, client)
 
@@ -144,7 +144,7 @@ class Scraper:
             self._thread.join(timeout=10)
 
     def _run(self, ports: list[int]) -> None:
-        with httpx.Client(timeout=5) as http:
+        with httpx2.Client(timeout=5) as http:
             while not self._stop.is_set():
                 for port in ports:
                     started = time.monotonic()
@@ -153,7 +153,7 @@ class Scraper:
                         resp.raise_for_status()
                         self.bytes += len(resp.content)
                         self.scrapes += 1
-                    except httpx.HTTPError:
+                    except httpx2.HTTPError:
                         self.failures += 1
                     self.seconds += time.monotonic() - started
                 self._stop.wait(self.interval)
@@ -312,7 +312,7 @@ def baseline_worker(args: argparse.Namespace) -> None:
             }
         )
         c.assign([TopicPartition(args.topic, partition)])
-        with httpx.Client(
+        with httpx2.Client(
             base_url=args.url, headers={"Authorization": "Bearer sk_test_sandbox"}
         ) as http:
             while time.monotonic() < stop_at:
@@ -426,6 +426,7 @@ COLUMNS = (
     ("POSTs/s", 8),
     ("ev/POST", 8),
     ("CPU s/1k ev", 11),
+    ("CPU ms/POST", 11),
     ("peak RSS MB", 11),
     ("order viol.", 11),
     ("dup", 4),
@@ -440,6 +441,7 @@ def _print(results: list[Result]) -> None:
             f"{r.posts / r.seconds:.0f}",
             f"{r.events / max(1, r.posts):.2f}",
             f"{1000 * r.cpu_seconds / max(1, r.events):.2f}",
+            f"{1000 * r.cpu_seconds / max(1, r.posts):.2f}",
             f"{r.peak_rss_mb:.0f}",
             str(r.violations),
             str(r.duplicates),

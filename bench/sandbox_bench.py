@@ -1,7 +1,7 @@
 """How fast is the sandbox? It must never be what limits a consumer benchmark.
 
 Starts `python -m consumer.sandbox` as a subprocess (uvicorn, one worker, httptools + uvloop),
-drives it over loopback with an httpx.AsyncClient load generator (N concurrent workers, fixed
+drives it over loopback with an httpx2.AsyncClient load generator (N concurrent workers, fixed
 duration, each request a valid POST /fulfillments on a lenient order), and prints requests/s,
 p50/p99 latency and the sandbox process's CPU use, at each configured latency fault.
 
@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 import uvloop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,9 +99,9 @@ def start_sandbox(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
-            httpx.get(f"http://127.0.0.1:{port}/_admin/stats", timeout=1).raise_for_status()
+            httpx2.get(f"http://127.0.0.1:{port}/_admin/stats", timeout=1).raise_for_status()
             return process
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             time.sleep(0.1)
     process.kill()
     raise SystemExit("the sandbox did not start")
@@ -118,10 +118,10 @@ async def drive(
     hundreds of connections would measure the pool, not the server.
     """
     shards = -(-len(workers) // per_client)
-    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+    limits = httpx2.Limits(max_connections=per_client, max_keepalive_connections=per_client)
     headers = {"Authorization": f"Bearer {KEY}"}
     clients = [
-        httpx.AsyncClient(base_url=url, limits=limits, headers=headers, timeout=30)
+        httpx2.AsyncClient(base_url=url, limits=limits, headers=headers, timeout=30)
         for _ in range(shards)
     ]
     latencies: list[float] = []
@@ -188,7 +188,7 @@ def run(
             time.sleep(max(0.0, stop_at - time.time()))
             cpu_after = cpu_seconds(sandbox.pid)
             outcomes = [future.result() for future in futures]
-        stats = httpx.get(f"{url}/_admin/stats", timeout=5).json()
+        stats = httpx2.get(f"{url}/_admin/stats", timeout=5).json()
     finally:
         sandbox.terminate()
         sandbox.wait(10)
@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 50.0])
-    parser.add_argument("--per-client", type=int, default=16, help="connections per httpx client")
+    parser.add_argument("--per-client", type=int, default=16, help="connections per httpx2 client")
     parser.add_argument("--processes", type=int, default=1, help="load-generator processes")
     args = parser.parse_args()
     print(f"sandbox benchmark: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")

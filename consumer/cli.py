@@ -211,6 +211,22 @@ def kafka_passthrough(role: ClientRole) -> dict[str, str]:
     show_default=True,
 )
 @click.option(
+    "--dr-ca-bundle",
+    envvar="DR_CA_BUNDLE",
+    default=None,
+    help="PEM file of the CAs to trust for DR_API_URL (and an https proxy) instead of the "
+    "system's; SSL_CERT_FILE is honoured when unset. Proxies: HTTPS_PROXY, NO_PROXY.",
+)
+@click.option(
+    "--dr-max-connections",
+    envvar="DR_MAX_CONNECTIONS",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Connections to Digital River per member; needs about POSTs/s x latency. Each open "
+    "connection costs CPU on every request (httpx2's pool scans them all).",
+)
+@click.option(
     "--dr-allow-insecure-http",
     "--allow-insecure-http",
     "allow_insecure_http",
@@ -359,6 +375,8 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             fencing_lease=options["fencing_lease"],
             dedupe_topic=options["dedupe_topic"],
             dedupe_window_hours=options["dedupe_window_hours"],
+            dr_ca_bundle=options["dr_ca_bundle"],
+            dr_max_connections=options["dr_max_connections"],
             environ=os.environ,
         )
     except ConfigurationError as exc:
@@ -372,14 +390,18 @@ async def _run_member(settings: Settings) -> int:
     except ConfigurationError as exc:
         raise click.UsageError(f"configuration: {exc}") from None
     codec = EventCodec(SchemaStore.load_default(), registry=registry)
-    dr = DigitalRiverClient(
-        settings.dr_api_url,
-        settings.dr_api_key,
-        api_version=settings.dr_api_version,
-        timeout=settings.dr_timeout,
-        max_connections=settings.max_in_flight + 8,
-        user_agent=f"fulfillment-consumer ({socket.gethostname()}; pid {os.getpid()})",
-    )
+    try:
+        dr = DigitalRiverClient(
+            settings.dr_api_url,
+            settings.dr_api_key,
+            api_version=settings.dr_api_version,
+            timeout=settings.dr_timeout,
+            max_connections=settings.dr_max_connections,
+            ca_bundle=settings.dr_ca_bundle,
+            user_agent=f"fulfillment-consumer ({socket.gethostname()}; pid {os.getpid()})",
+        )
+    except ConfigurationError as exc:  # a CA bundle that is not PEM
+        raise click.UsageError(f"configuration: {exc}") from None
     rng = random.Random()
     try:
         source = KafkaSource(consumer_config(settings), settings.topic)

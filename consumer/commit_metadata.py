@@ -7,7 +7,8 @@ Format `fc2:` followed by `key=value` fields joined by `;`, e.g. `fc2:h=1200;d=1
 | `h` | dispatch horizon (reconcile.py): [committed, h) may be at Digital River (required) |
 | `d` | the partition's demand, requests/s its owner could use now (budget.py; optional) |
 | `r` | past the committed offset: settled / unsure / never-dispatched runs (dispatch_log.py) |
-| `at` | wall-clock time of the commit, epoch ms, written while something is unsure: a successor acts on no listing before it + the client timeout (reconcile.listing_not_before) |
+| `at` | the commit's wall-clock time (epoch ms) while anything is unsure: a successor acts on no |
+|  | listing before it + the client timeout (reconcile.listing_not_before) |
 
 Any other key is kept as read (`CommitMetadata.extra`) so fields added later (by a newer member,
 or another concern of the commit) survive being read and written again by this version. The older
@@ -34,8 +35,8 @@ class CommitMetadata:
     horizon: int
     demand: float | None = None
     runs: str | None = None  # DispatchLog text, from the committed offset
-    at_ms: int | None = None  # when the commit was written (epoch ms)
     extra: Mapping[str, str] = field(default_factory=dict)
+    at_ms: int | None = None  # when the commit was written (epoch ms)
 
 
 def encode(metadata: CommitMetadata) -> str:
@@ -69,12 +70,7 @@ def decode(text: str | None) -> CommitMetadata | None:
     if not text:
         return None
     if text.startswith(LEGACY_PREFIX):
-        digits, sep, at = text[len(LEGACY_PREFIX) :].partition(_LEGACY_AT)
-        horizon = _natural(digits)
-        at_ms = _natural(at) if sep else None
-        if horizon is None or (sep and at_ms is None):
-            return None
-        return CommitMetadata(horizon, at_ms=at_ms)
+        return _legacy(text[len(LEGACY_PREFIX) :])
     if not text.startswith(PREFIX):
         return None
     fields: dict[str, str] = {}
@@ -87,9 +83,19 @@ def decode(text: str | None) -> CommitMetadata | None:
     if horizon is None:
         return None
     demand = _demand(fields.pop("d", None))
-    at = fields.pop("at", None)
-    at_ms = None if at is None else _natural(at)
-    return CommitMetadata(horizon, demand, fields.pop("r", None), at_ms, fields)
+    at = fields.pop("at", "")
+    at_ms = _natural(at) if at else None
+    return CommitMetadata(horizon, demand, fields.pop("r", None), fields, at_ms)
+
+
+def _legacy(rest: str) -> CommitMetadata | None:
+    """`fc1:horizon=N`, optionally followed by `;at=<epoch ms>`."""
+    digits, sep, at = rest.partition(_LEGACY_AT)
+    horizon = _natural(digits)
+    at_ms = _natural(at) if sep else None
+    if horizon is None or (sep and at_ms is None):
+        return None
+    return CommitMetadata(horizon, at_ms=at_ms)
 
 
 def _demand_text(demand: float) -> str:

@@ -190,6 +190,8 @@ class Settings:
     fencing_lease: float = 30.0  # seconds a member may post after its last confirmed poll/commit
     dedupe_topic: str = ""  # changelog of applied event ids; "" -> `<topic>.applied`
     dedupe_window_hours: float = 168.0
+    dr_ca_bundle: str | None = None  # PEM: CAs trusted for Digital River instead of the system's
+    dr_max_connections: int = 64  # the HTTP pool's cap; more requests wait for a free connection
 
     def masked(self) -> dict[str, object]:
         """Every setting, printable: secrets and passthrough values that look secret are masked."""
@@ -335,6 +337,8 @@ def load_settings(
     fencing_lease: float | None = None,
     dedupe_topic: str | None = None,
     dedupe_window_hours: float = 168.0,
+    dr_ca_bundle: str | None = None,
+    dr_max_connections: int = 64,
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -362,6 +366,9 @@ def load_settings(
         raise ConfigurationError(
             f"one of {', '.join(LOG_LEVELS)}, got {log_level!r}", setting="LOG_LEVEL"
         )
+    require_positive(dr_max_connections, "DR_MAX_CONNECTIONS")
+    if dr_ca_bundle and not Path(dr_ca_bundle).is_file():
+        raise ConfigurationError(f"no such file: {dr_ca_bundle!r}", setting="DR_CA_BUNDLE")
     return Settings(
         bootstrap_servers=bootstrap_servers,
         topic=topic,
@@ -386,6 +393,8 @@ def load_settings(
         fencing_lease=lease,
         dedupe_topic=check_topic(dedupe_topic or f"{topic}.applied", "DEDUPE_TOPIC"),
         dedupe_window_hours=dedupe_window_hours,
+        dr_ca_bundle=dr_ca_bundle or None,
+        dr_max_connections=dr_max_connections,
     )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
+import httpx2
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # exported at runtime, missing from the stubs
 from rich.console import Console
@@ -101,9 +101,9 @@ def sandbox_process(
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"{url}/_admin/stats", timeout=1).raise_for_status()
+                httpx2.get(f"{url}/_admin/stats", timeout=1).raise_for_status()
                 break
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise click.ClickException("the sandbox did not start") from None
                 time.sleep(0.1)
@@ -187,7 +187,7 @@ class Reconciliation:
 
 def reconcile(sandbox_url: str, simulation: Simulation) -> Reconciliation:
     """The sandbox's ledger against what was published; arrival order per order against offsets."""
-    ledger = httpx.get(f"{sandbox_url}/_admin/ledger", timeout=60).json()["orders"]
+    ledger = httpx2.get(f"{sandbox_url}/_admin/ledger", timeout=60).json()["orders"]
     result = Reconciliation()
     for order_id, lines in expected_ledger(simulation).items():
         result.orders += 1
@@ -226,7 +226,7 @@ def reconcile(sandbox_url: str, simulation: Simulation) -> Reconciliation:
 def _requests(sandbox_url: str) -> Iterator[dict[str, Any]]:
     after = 0
     while True:
-        page = httpx.get(
+        page = httpx2.get(
             f"{sandbox_url}/_admin/requests", params={"after": after}, timeout=60
         ).json()["requests"]
         if not page:
@@ -275,7 +275,7 @@ def demo_command(
         free_port(), latency_ms=latency_ms, log_path=workdir / "sandbox.log"
     ) as url:
         simulation = simulate(orders, seed)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(url, simulation, client)
         console.print(f"sandbox at {url}: {orders} orders seeded (strict), {latency_ms} ms latency")
         published = publish_events(bootstrap_servers, topic, simulation)
@@ -295,7 +295,7 @@ def demo_command(
             task = progress.add_task("committed", total=published, posts="")
             while True:
                 done, _total = group_lag(bootstrap_servers, topic, group, partitions)
-                stats = httpx.get(f"{url}/_admin/stats", timeout=10).json()
+                stats = httpx2.get(f"{url}/_admin/stats", timeout=10).json()
                 progress.update(task, completed=done, posts=f"POSTs at DR: {_count_posts(stats)}")
                 if done >= published or any(p.poll() is not None for p in procs):
                     break

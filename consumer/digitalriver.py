@@ -1,11 +1,17 @@
-"""The Digital River client (httpx is touched only here). [io]
+"""The Digital River client (httpx2 is touched only here). [io]
 
-One pooled `httpx.AsyncClient` per member: Bearer key, `DigitalRiver-Version` when configured,
+One `httpx2.AsyncClient` per member: Bearer key, `DigitalRiver-Version` when configured,
 an `upstream-id` per request (it only helps Digital River search its logs; it is not
 deduplication), `x-dr-requestid` of every answer returned for logging. The client classifies
 nothing: `outcomes.py` decides what an answer means. Transport failures are translated into
 `TransportFailure` with a kind, because a connect failure (nothing sent) and a read timeout
 (maybe applied) mean different things.
+
+httpx2 owns the HTTP: the pool, proxies from the environment (`HTTPS_PROXY`, `HTTP_PROXY`,
+`ALL_PROXY`, `NO_PROXY`) and TLS (`DR_CA_BUNDLE`, else `SSL_CERT_FILE`/`SSL_CERT_DIR`, else the
+system's CAs). CPU is what limits a member, so each request is built ready to send (headers
+prepared once, the timeout set) and handed to `AsyncClient.send`, which skips the URL, header
+and cookie merging of `AsyncClient.request`.
 """
 
 from __future__ import annotations
@@ -16,11 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-import httpx
+import httpx2
 
 from consumer.config import Secret
 from consumer.errors import ConfigurationError, RetryableFailure
-from consumer.http11 import PooledHTTP11Transport
 
 FailureKind: TypeAlias = Literal["connect", "timeout", "reset", "protocol"]
 
@@ -44,7 +49,14 @@ class DrResponse:
 
 
 class DigitalRiverClient:
-    """Async client; `aclose()` releases the pool. Methods never raise httpx errors."""
+    """Async client; `aclose()` releases the pool. Methods never raise httpx2 errors.
+
+    `max_connections` caps the pool (connections open only when needed and are kept alive up to
+    the cap, so a steady load reuses them; httpx2's pool looks at every open connection twice per
+    request, so the cap also bounds the CPU a request costs); `ca_bundle` is a PEM file of the
+    CAs to trust instead of the system's; `transport` replaces the network (tests), and with it
+    the proxy settings.
+    """
 
     def __init__(
         self,
@@ -53,8 +65,9 @@ class DigitalRiverClient:
         *,
         api_version: str | None = None,
         timeout: float = 15.0,
-        max_connections: int = 256,
-        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 64,
+        ca_bundle: str | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
         user_agent: str = "fulfillment-consumer",
     ) -> None:
         headers = {
@@ -64,20 +77,23 @@ class DigitalRiverClient:
         }
         if api_version:
             headers["DigitalRiver-Version"] = api_version
-        # httpx's default transport (httpcore) costs ~3x the CPU per request of our lean
-        # HTTP/1.1 pool (bench/transport_bench.py), and CPU is what limits a member.
-        lean = PooledHTTP11Transport(
-            max_connections=max_connections, ssl_context=ssl.create_default_context()
-        )
-        # Requests go straight to the transport: httpx's client layer (cookie jar, auth and
-        # redirect wrappers, URL merging) cost as much CPU as the HTTP exchange itself and
-        # gives Digital River calls nothing (no cookies, no redirects, a fixed Bearer key).
-        self._transport: httpx.AsyncBaseTransport = transport or lean
         self._base = base_url.rstrip("/")
         self._headers = headers
-        timeouts = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        timeouts = httpx2.Timeout(timeout, connect=min(timeout, 5.0))
         self._extensions = {"timeout": timeouts.as_dict()}
-        self._post_url = httpx.URL(self._base + "/fulfillments")
+        self._post_url = httpx2.URL(self._base + "/fulfillments")
+        # Every connection the pool opens stays alive for reuse: a smaller keep-alive cap than
+        # the pool would close and reopen connections under a steady load.
+        limits = httpx2.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._client = httpx2.AsyncClient(
+            verify=_tls_context(ca_bundle) if ca_bundle else True,
+            limits=limits,
+            timeout=timeouts,
+            transport=transport,
+            trust_env=True,  # HTTPS_PROXY/NO_PROXY and SSL_CERT_FILE, as operators expect
+        )
 
     async def create_fulfillment(self, body: Mapping[str, object]) -> DrResponse:
         """POST /fulfillments. An HTTP status is a DrResponse; no answer raises TransportFailure."""
@@ -112,7 +128,7 @@ class DigitalRiverClient:
         return dict(resp.body or {})
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._client.aclose()
 
     async def _read(self, path: str, params: Mapping[str, str | int] | None) -> DrResponse:
         try:
@@ -134,15 +150,15 @@ class DigitalRiverClient:
     async def _send(
         self,
         method: str,
-        url: httpx.URL | str,
+        url: httpx2.URL | str,
         *,
         params: Mapping[str, str | int] | None = None,
         json: Mapping[str, object] | None = None,
     ) -> DrResponse:
         upstream_id = str(uuid.uuid4())
         if isinstance(url, str):
-            url = httpx.URL(self._base + url, params=params)
-        request = httpx.Request(
+            url = httpx2.URL(self._base + url, params=params)
+        request = httpx2.Request(
             method,
             url,
             headers={**self._headers, "upstream-id": upstream_id},
@@ -150,16 +166,16 @@ class DigitalRiverClient:
             extensions=self._extensions,
         )
         try:
-            resp = await self._transport.handle_async_request(request)
-            await resp.aread()
-            await resp.aclose()
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            resp = await self._client.send(request)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
             raise TransportFailure("connect", type(exc).__name__) from exc
-        except httpx.TimeoutException as exc:
+        except httpx2.ProxyError as exc:  # the proxy refused or failed the tunnel: nothing sent
+            raise TransportFailure("connect", type(exc).__name__) from exc
+        except httpx2.TimeoutException as exc:
             raise TransportFailure("timeout", type(exc).__name__) from exc
-        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+        except (httpx2.ReadError, httpx2.WriteError, httpx2.RemoteProtocolError) as exc:
             raise TransportFailure("reset", type(exc).__name__) from exc
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise TransportFailure("protocol", type(exc).__name__) from exc
         return DrResponse(
             status=resp.status_code,
@@ -170,7 +186,18 @@ class DigitalRiverClient:
         )
 
 
-def _json_or_none(resp: httpx.Response) -> Mapping[str, Any] | None:
+def _tls_context(ca_bundle: str) -> ssl.SSLContext:
+    """Verify Digital River (and a TLS proxy) against the CAs in `ca_bundle` only."""
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigurationError(
+            f"cannot load the CA bundle {ca_bundle!r} ({reason})", setting="DR_CA_BUNDLE"
+        ) from None
+
+
+def _json_or_none(resp: httpx2.Response) -> Mapping[str, Any] | None:
     try:
         body = resp.json()
     except ValueError:

@@ -542,7 +542,8 @@ class Engine(GroupMembership):
     def _start(self, ps: State, batch: Batch) -> asyncio.Task[None] | None:
         """Counted in flight from now; POSTed once a confirmed commit lists it as unsure (the
         task, when that is already so; else None). A suspect order is not looked up while a
-        previous owner's POST may still land (reconcile.listing_not_before): it waits in its lane."""
+        previous owner's POST may still land (reconcile.listing_not_before): it waits in its
+        lane."""
         if batch.reconcile_first and self._clock() < ps.listing_not_before:
             ps.lanes.retry(batch, ps.listing_not_before)
             return None

@@ -26,6 +26,7 @@ from consumer.commit_metadata import decode as decode_metadata
 from consumer.config import Settings
 from consumer.deadletters import Headers, ParkedOrder, header_value, parked_orders
 from consumer.dedupe import SeenFilter
+from consumer.dispatch_log import UNSURE
 from consumer.errors import InfrastructureError
 from consumer.health import HealthServer
 from consumer.kafka_io import (
@@ -38,7 +39,6 @@ from consumer.kafka_io import (
 )
 from consumer.lanes import Batch, CoalescingPolicy
 from consumer.metrics import Metrics, SettleOutcome
-from consumer.dispatch_log import UNSURE
 from consumer.partition import PartitionState, inherited_log
 from consumer.reconcile import encode_commit_metadata, listing_not_before
 

@@ -1,10 +1,11 @@
 """What a member holds for one assigned partition while it owns it. [pure]
 
 Records go from the consumer straight into the lanes (through `undecoded` first, in offset
-order, when a writer schema must be fetched from the registry). A batch the lanes hand out is only POSTed
-once a commit's metadata lists its offsets as unsure (`dispatch_log.py`): until then it waits in
-`proposed`; the next synchronous commit writes the partition's dispatch log (settled / unsure /
-never dispatched past the committed offset) and the engine launches what it covered. So whoever
+order, when a writer schema must be fetched from the registry). A batch the lanes hand out is
+only POSTed once a commit's metadata lists its offsets as unsure (`dispatch_log.py`): until
+then it waits in `proposed`; the next synchronous commit writes the partition's dispatch log
+(settled / unsure / never dispatched past the committed offset) and the engine launches what it
+covered. So whoever
 owns the partition next — after a crash, a kill -9 or a rebalance — reconciles exactly what may
 have been posted (`inherited` on its side), settles without a request what was settled, and
 posts the rest as usual; it acts on no listing before the previous owner's POSTs can no longer

@@ -86,7 +86,8 @@ def encode_commit_metadata(
     """Offset-commit metadata recording the dispatch horizon of the partition and, optionally,
     the wall-clock time of the commit (epoch ms), its demand for the rate budget and its dispatch
     log; the format is commit_metadata.py's."""
-    return commit_metadata.encode(commit_metadata.CommitMetadata(horizon, demand, runs, at_ms))
+    metadata = commit_metadata.CommitMetadata(horizon, demand, runs, at_ms=at_ms)
+    return commit_metadata.encode(metadata)
 
 
 def decode_commit_metadata(text: str | None) -> int | None:

@@ -8,7 +8,7 @@ The service never imports this package. Read it in this order:
     requestlog  every request, counters               api         the Digital River routes
     admin       /_admin                               app         create_app
     server      uvicorn, foreground or thread         cli         `fulfillment-consumer sandbox`
-    testing     an in-process httpx client for tests
+    testing     an in-process httpx2 client for tests
 """
 
 from consumer.sandbox.app import create_app

@@ -1,6 +1,6 @@
 """`create_app`: the sandbox as one Starlette application.
 
-Mount it in-process (`httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg)))`) or
+Mount it in-process (`httpx2.AsyncClient(transport=httpx2.ASGITransport(app=create_app(cfg)))`) or
 serve it with uvicorn (`consumer.sandbox.server`). Unknown paths and wrong methods answer in
 Digital River's error shape too (404 `not_found`, 405 `method_not_allowed`).
 """

@@ -53,20 +53,30 @@ def serve(config: SandboxConfig, host: str, port: int) -> None:
 class SandboxServer:
     """A sandbox on a real loopback socket, served from a background thread with its own loop.
 
-    `with SandboxServer(config) as sandbox: httpx.get(sandbox.url + "/_admin/stats")`. The socket
+    `with SandboxServer(config) as sandbox: httpx2.get(sandbox.url + "/_admin/stats")`. The socket
     is bound in the constructor (`port=0` picks a free one), so `url` is known at once;
     `__enter__`/`start` return once the server accepts connections (or raise `RuntimeError`);
     `__exit__`/`stop` ask it to stop, cancel held requests after `GRACE_S`, and join the thread.
     Inspect the state through `/_admin`: `state` belongs to the server's event loop.
     """
 
-    def __init__(self, config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        """`tls=(certfile, keyfile)` serves https (tests of the client's CA and proxy settings)."""
         self.config = config
         self.app = create_app(config)
         self._socket = socket.create_server((host, port), backlog=4096)
         self.host = host
         self.port: int = self._socket.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn_config(self.app))
+        self.scheme = "https" if tls else "http"
+        ssl_files = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
+        self._server = uvicorn.Server(uvicorn_config(self.app, **ssl_files))
         self._thread = threading.Thread(
             target=self._server.run,
             kwargs={"sockets": [self._socket]},
@@ -76,7 +86,7 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def state(self) -> SandboxState:

@@ -8,7 +8,7 @@ async with sandbox_client(app) as client:
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 from starlette.applications import Starlette
 
 from consumer.sandbox.state import SandboxState
@@ -16,12 +16,12 @@ from consumer.sandbox.state import SandboxState
 TEST_KEY = "sk_test_sandbox"
 
 
-def sandbox_client(app: Starlette, key: str | None = TEST_KEY) -> httpx.AsyncClient:
-    """An httpx client mounted on `app` via `ASGITransport`, sending `Bearer <key>` (None: no
+def sandbox_client(app: Starlette, key: str | None = TEST_KEY) -> httpx2.AsyncClient:
+    """An httpx2 client mounted on `app` via `ASGITransport`, sending `Bearer <key>` (None: no
     Authorization header). Use it as an async context manager."""
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://sandbox.test", headers=headers
+    return httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://sandbox.test", headers=headers
     )
 
 

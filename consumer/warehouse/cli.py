@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO, TypeVar
 
 import click
-import httpx
+import httpx2
 from confluent_kafka import KafkaException, Producer
 from rich.console import Console
 from rich.progress import Progress, TaskID
@@ -163,7 +163,7 @@ def simulate_command(
     simulation = simulate(orders, seed, partial_rate=partial_rate)
     _say(console, f"simulated {len(simulation.orders)} orders, {len(simulation.events)} events")
     if sandbox_url:
-        with httpx.Client(timeout=30.0) as client:
+        with httpx2.Client(timeout=30.0) as client:
             try:
                 seeded = seed_sandbox(sandbox_url, simulation, client)
             except FulfillmentConsumerError as exc:

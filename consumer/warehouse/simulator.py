@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import httpx
+import httpx2
 
 from consumer.codec import event_to_json
 from consumer.errors import InfrastructureError
@@ -120,7 +120,7 @@ def to_json_lines(events: Iterable[FulfillmentEvent]) -> Iterator[str]:
 
 
 def seed_sandbox(
-    base_url: str, simulation: Simulation, client: httpx.Client, *, chunk_size: int = 200
+    base_url: str, simulation: Simulation, client: httpx2.Client, *, chunk_size: int = 200
 ) -> int:
     """POST the orders to the sandbox's `/_admin/orders` in chunks; the number of orders seeded.
 
@@ -132,7 +132,7 @@ def seed_sandbox(
         body = {"orders": [_order_json(order) for order in orders[first : first + chunk_size]]}
         try:
             client.post(url, json=body).raise_for_status()
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise InfrastructureError(f"seeding the sandbox at {url} failed: {exc}") from exc
     return len(orders)
 

@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Callable
 
-import httpx
+import httpx2
 
 from consumer.budget import TokenBucket
 from consumer.config import Secret
@@ -28,23 +28,23 @@ def _batch(*, reconcile_first: bool) -> Batch:
     return Batch(0, "ord_a", entries, reconcile_first=reconcile_first)
 
 
-def _error(status: int, kind: str, code: str) -> httpx.Response:
+def _error(status: int, kind: str, code: str) -> httpx2.Response:
     body = {"type": kind, "errors": [{"code": code, "parameter": "orderId", "message": "no"}]}
-    return httpx.Response(status, json=body)
+    return httpx2.Response(status, json=body)
 
 
 class FakeDigitalRiver:
     """Answers GET /fulfillments with `listing` and POST /fulfillments with 201; keeps requests."""
 
-    def __init__(self, listing: httpx.Response | None = None) -> None:
-        self.requests: list[httpx.Request] = []
+    def __init__(self, listing: httpx2.Response | None = None) -> None:
+        self.requests: list[httpx2.Request] = []
         self._listing = listing
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         if request.method == "GET":
-            return self._listing or httpx.Response(200, json={"data": [], "hasMore": False})
-        return httpx.Response(201, json={"id": f"ful_{len(self.requests)}", "items": []})
+            return self._listing or httpx2.Response(200, json={"data": [], "hasMore": False})
+        return httpx2.Response(201, json={"id": f"ful_{len(self.requests)}", "items": []})
 
     @property
     def posts(self) -> int:
@@ -55,7 +55,7 @@ def _send(
     fake: FakeDigitalRiver, batch: Batch, may_act: Callable[[], bool] | None = None
 ) -> object:
     async def scenario() -> object:
-        dr = DigitalRiverClient("http://dr.test", Secret(KEY), transport=httpx.MockTransport(fake))
+        dr = DigitalRiverClient("http://dr.test", Secret(KEY), transport=httpx2.MockTransport(fake))
         sender = FulfillmentSender(
             dr,
             TokenBucket(rate=1000, burst=100),
@@ -113,7 +113,7 @@ def test_a_reconcile_read_answered_400_parks_the_order_instead_of_retrying() -> 
 
 
 def test_a_reconcile_read_answered_429_is_retried_not_parked() -> None:
-    fake = FakeDigitalRiver(httpx.Response(429, headers={"Retry-After": "2"}, json={}))
+    fake = FakeDigitalRiver(httpx2.Response(429, headers={"Retry-After": "2"}, json={}))
     decision = _send(fake, _batch(reconcile_first=True))
     assert isinstance(decision, TryLater)
     assert (decision.status, decision.delay) == (429, 2.0)

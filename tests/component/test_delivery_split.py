@@ -6,7 +6,7 @@ import asyncio
 import random
 import time
 
-import httpx
+import httpx2
 
 from consumer.budget import TokenBucket
 from consumer.config import Secret
@@ -33,7 +33,7 @@ def send(items: list[tuple[str, int]], stock: int) -> tuple[object, dict[str, ob
             client = DigitalRiverClient(
                 "http://sandbox.test",
                 Secret(TEST_KEY),
-                transport=httpx.ASGITransport(app=app),
+                transport=httpx2.ASGITransport(app=app),
             )
             sender = FulfillmentSender(
                 client,

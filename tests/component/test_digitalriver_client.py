@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.config import Secret
@@ -45,14 +45,14 @@ def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
 
-class RecordingTransport(httpx.AsyncBaseTransport):
+class RecordingTransport(httpx2.AsyncBaseTransport):
     """Passes every request on to `inner` and keeps it, so tests can read the headers sent."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
         self.inner = inner
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         return await self.inner.handle_async_request(request)
 
@@ -63,8 +63,8 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 @dataclass
 class Sandboxed:
     client: DigitalRiverClient
-    sent: list[httpx.Request]
-    admin: httpx.AsyncClient
+    sent: list[httpx2.Request]
+    admin: httpx2.AsyncClient
 
     async def received(self) -> list[dict[str, Any]]:
         """The sandbox's request log (`/_admin/requests`), in arrival order."""
@@ -87,7 +87,7 @@ async def sandboxed(
 ) -> AsyncIterator[Sandboxed]:
     """A client on a fresh in-process sandbox, recording what it sends, plus an admin client."""
     app = create_app(config or SandboxConfig(), clock=clock)
-    recorder = RecordingTransport(httpx.ASGITransport(app=app))
+    recorder = RecordingTransport(httpx2.ASGITransport(app=app))
     client = DigitalRiverClient(BASE_URL, Secret(key), api_version=api_version, transport=recorder)
     async with sandbox_client(app) as admin:
         try:
@@ -96,8 +96,8 @@ async def sandboxed(
             await client.aclose()
 
 
-def mocked(handler: Callable[[httpx.Request], httpx.Response]) -> DigitalRiverClient:
-    return DigitalRiverClient(BASE_URL, Secret(KEY), transport=httpx.MockTransport(handler))
+def mocked(handler: Callable[[httpx2.Request], httpx2.Response]) -> DigitalRiverClient:
+    return DigitalRiverClient(BASE_URL, Secret(KEY), transport=httpx2.MockTransport(handler))
 
 
 def closed_loopback_port() -> int:
@@ -394,8 +394,8 @@ def test_a_sandbox_that_holds_the_request_past_the_client_timeout_is_a_timeout_f
         run(scenario)
 
 
-def raising(error: type[httpx.TransportError]) -> Callable[[httpx.Request], httpx.Response]:
-    def handler(request: httpx.Request) -> httpx.Response:
+def raising(error: type[httpx2.TransportError]) -> Callable[[httpx2.Request], httpx2.Response]:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         raise error("simulated", request=request)
 
     return handler
@@ -404,19 +404,19 @@ def raising(error: type[httpx.TransportError]) -> Callable[[httpx.Request], http
 @pytest.mark.parametrize(
     ("error", "kind"),
     [
-        (httpx.ConnectError, "connect"),
-        (httpx.ConnectTimeout, "connect"),
-        (httpx.PoolTimeout, "connect"),
-        (httpx.ReadTimeout, "timeout"),
-        (httpx.WriteTimeout, "timeout"),
-        (httpx.RemoteProtocolError, "reset"),
-        (httpx.ReadError, "reset"),
-        (httpx.WriteError, "reset"),
-        (httpx.LocalProtocolError, "protocol"),
+        (httpx2.ConnectError, "connect"),
+        (httpx2.ConnectTimeout, "connect"),
+        (httpx2.PoolTimeout, "connect"),
+        (httpx2.ReadTimeout, "timeout"),
+        (httpx2.WriteTimeout, "timeout"),
+        (httpx2.RemoteProtocolError, "reset"),
+        (httpx2.ReadError, "reset"),
+        (httpx2.WriteError, "reset"),
+        (httpx2.LocalProtocolError, "protocol"),
     ],
 )
 def test_each_transport_error_maps_to_its_failure_kind(
-    error: type[httpx.TransportError], kind: FailureKind
+    error: type[httpx2.TransportError], kind: FailureKind
 ) -> None:
     async def scenario() -> None:
         client = mocked(raising(error))
@@ -434,7 +434,7 @@ def test_each_transport_error_maps_to_its_failure_kind(
 
 def test_an_answer_that_is_not_json_comes_back_without_a_body() -> None:
     async def scenario() -> None:
-        client = mocked(lambda request: httpx.Response(502, text="<html>bad gateway</html>"))
+        client = mocked(lambda request: httpx2.Response(502, text="<html>bad gateway</html>"))
         try:
             answer = await client.create_fulfillment(body("ord_1"))
         finally:
@@ -446,7 +446,7 @@ def test_an_answer_that_is_not_json_comes_back_without_a_body() -> None:
 
 def test_the_key_never_appears_in_a_read_failure() -> None:
     async def scenario() -> None:
-        client = mocked(raising(httpx.RemoteProtocolError))
+        client = mocked(raising(httpx2.RemoteProtocolError))
         try:
             with pytest.raises(RetryableFailure) as caught:
                 await client.list_fulfillments("ord_1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -41,8 +41,8 @@ def server(metrics: Metrics, clock: FakeClock) -> Iterator[HealthServer]:
 
 
 @pytest.fixture
-def client(server: HealthServer) -> Iterator[httpx.Client]:
-    with httpx.Client(
+def client(server: HealthServer) -> Iterator[httpx2.Client]:
+    with httpx2.Client(
         base_url=f"http://127.0.0.1:{server.port}", timeout=5.0, trust_env=False
     ) as http:
         yield http
@@ -56,7 +56,7 @@ def member_ready(metrics: Metrics) -> float:
 
 
 def test_the_server_answers_over_loopback_on_the_port_it_picked(
-    server: HealthServer, client: httpx.Client
+    server: HealthServer, client: httpx2.Client
 ) -> None:
     assert server.port > 0
     assert client.get("/healthz").status_code == 200
@@ -64,7 +64,7 @@ def test_the_server_answers_over_loopback_on_the_port_it_picked(
 
 
 def test_healthz_flips_to_503_when_the_loop_stops_turning(
-    server: HealthServer, client: httpx.Client, clock: FakeClock
+    server: HealthServer, client: httpx2.Client, clock: FakeClock
 ) -> None:
     clock.now += LIVENESS_WINDOW_SECONDS - 1
     assert client.get("/healthz").status_code == 200  # start-up gets the whole window
@@ -80,7 +80,7 @@ def test_healthz_flips_to_503_when_the_loop_stops_turning(
 
 
 def test_readyz_is_503_with_a_reason_before_the_member_joins(
-    client: httpx.Client, metrics: Metrics
+    client: httpx2.Client, metrics: Metrics
 ) -> None:
     answer = client.get("/readyz")
     assert answer.status_code == 503
@@ -89,7 +89,7 @@ def test_readyz_is_503_with_a_reason_before_the_member_joins(
 
 
 def test_readyz_is_200_once_joined_and_503_with_the_reason_when_it_leaves(
-    server: HealthServer, client: httpx.Client, metrics: Metrics
+    server: HealthServer, client: httpx2.Client, metrics: Metrics
 ) -> None:
     server.set_ready(True, None)
     assert client.get("/readyz").status_code == 200
@@ -102,7 +102,7 @@ def test_readyz_is_200_once_joined_and_503_with_the_reason_when_it_leaves(
 
 
 def test_readyz_stays_503_after_a_configuration_failure(
-    server: HealthServer, client: httpx.Client, metrics: Metrics
+    server: HealthServer, client: httpx2.Client, metrics: Metrics
 ) -> None:
     server.set_ready(True, None)
     server.fail_configuration("Digital River answered 401")
@@ -115,7 +115,7 @@ def test_readyz_stays_503_after_a_configuration_failure(
 
 
 def test_readyz_is_503_while_a_dependency_is_down_even_across_a_join(
-    server: HealthServer, client: httpx.Client, metrics: Metrics
+    server: HealthServer, client: httpx2.Client, metrics: Metrics
 ) -> None:
     server.set_ready(True, None)
     server.set_dependency_down("schema registry", "ConnectError: connection refused")
@@ -131,7 +131,7 @@ def test_readyz_is_503_while_a_dependency_is_down_even_across_a_join(
     assert member_ready(metrics) == 1
 
 
-def test_metrics_serves_the_members_own_registry(client: httpx.Client, metrics: Metrics) -> None:
+def test_metrics_serves_the_members_own_registry(client: httpx2.Client, metrics: Metrics) -> None:
     metrics.record_consumed(4)
     answer = client.get("/metrics")
     assert answer.status_code == 200
@@ -148,5 +148,5 @@ def test_stop_closes_the_port_and_is_idempotent(metrics: Metrics) -> None:
     port = health.port
     health.stop()
     health.stop()
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2.0, trust_env=False)
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=2.0, trust_env=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.sandbox import FaultSettings, SandboxConfig, create_app
@@ -26,14 +26,14 @@ def ship(order_id: str, item: str, quantity: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[httpx2.AsyncClient]:
     config = SandboxConfig(strict_orders=True, faults=FaultSettings(latency_ms=1))
     async with sandbox_client(create_app(config)) as client:
         yield client
 
 
 async def test_seeded_orders_start_accepted_and_show_in_the_ledger(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     seeded = await client.post("/_admin/orders", json=SEED)
     ledger = (await client.get("/_admin/ledger")).json()
@@ -54,7 +54,7 @@ async def test_seeded_orders_start_accepted_and_show_in_the_ledger(
 
 
 async def test_the_ledger_counts_captured_and_cancelled_units_per_line(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     await client.post("/_admin/orders", json=SEED)
     await client.post("/fulfillments", json=ship("ord_1", "itm_1", 1))
@@ -73,7 +73,7 @@ async def test_the_ledger_counts_captured_and_cancelled_units_per_line(
 
 
 async def test_seeding_again_identically_is_harmless_but_a_different_order_is_409(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     assert (await client.post("/_admin/orders", json=SEED)).status_code == 201
     assert (await client.post("/_admin/orders", json=SEED)).status_code == 201
@@ -92,14 +92,14 @@ async def test_seeding_again_identically_is_harmless_but_a_different_order_is_40
         {"orders": [{"id": "ord_x", "items": [{"id": "i", "quantity": 1}], "state": "shipped"}]},
     ],
 )
-async def test_a_malformed_seed_is_refused_whole(client: httpx.AsyncClient, bad: Any) -> None:
+async def test_a_malformed_seed_is_refused_whole(client: httpx2.AsyncClient, bad: Any) -> None:
     response = await client.post("/_admin/orders", json=bad)
     assert response.status_code == 400
     assert (await client.get("/_admin/ledger")).json() == {"orders": {}}
 
 
 async def test_every_request_is_logged_in_arrival_order_with_status_body_and_upstream_id(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     await client.post("/_admin/orders", json=SEED)
     first = ship("ord_1", "itm_1", 1)
@@ -123,7 +123,7 @@ async def test_every_request_is_logged_in_arrival_order_with_status_body_and_ups
 
 
 async def test_the_request_log_filters_by_order_and_resumes_after_a_seq(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     await client.post("/_admin/orders", json=SEED)
     for order_id, item in [("ord_1", "itm_1"), ("ord_2", "itm_2"), ("ord_1", "itm_1")]:
@@ -134,7 +134,7 @@ async def test_the_request_log_filters_by_order_and_resumes_after_a_seq(
     assert [r["seq"] for r in after["requests"]] == [3]
 
 
-async def test_stats_count_by_route_and_status(client: httpx.AsyncClient) -> None:
+async def test_stats_count_by_route_and_status(client: httpx2.AsyncClient) -> None:
     await client.post("/_admin/orders", json=SEED)
     await client.post("/fulfillments", json=ship("ord_1", "itm_1", 1))
     await client.post("/fulfillments", json=ship("ord_1", "itm_1", 9))
@@ -151,7 +151,7 @@ async def test_stats_count_by_route_and_status(client: httpx.AsyncClient) -> Non
 
 
 async def test_reset_goes_back_to_the_start_including_the_configured_faults(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     await client.post("/_admin/orders", json=SEED)
     await client.post("/fulfillments", json=ship("ord_1", "itm_1", 1))

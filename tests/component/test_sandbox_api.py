@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.sandbox import SandboxConfig, create_app
@@ -35,7 +35,7 @@ def cancel(item: str, quantity: int) -> dict[str, Any]:
     return {"itemId": item, "cancelQuantity": quantity}
 
 
-def error_of(response: httpx.Response) -> tuple[int, str, str, str]:
+def error_of(response: httpx2.Response) -> tuple[int, str, str, str]:
     payload = response.json()
     assert len(payload["errors"]) == 1, "only the first error comes back"
     return (
@@ -47,7 +47,7 @@ def error_of(response: httpx.Response) -> tuple[int, str, str, str]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[httpx2.AsyncClient]:
     """A strict sandbox with ORDER seeded."""
     async with sandbox_client(create_app(SandboxConfig(strict_orders=True))) as client:
         seeded = await client.post("/_admin/orders", json={"orders": [ORDER]})
@@ -56,7 +56,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_a_valid_post_answers_201_with_a_digital_river_fulfillment(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     response = await client.post(
         "/fulfillments",
@@ -76,7 +76,7 @@ async def test_a_valid_post_answers_201_with_a_digital_river_fulfillment(
     assert fulfillment["trackingNumber"] == "1Z"
 
 
-async def test_every_response_carries_a_distinct_x_dr_requestid(client: httpx.AsyncClient) -> None:
+async def test_every_response_carries_a_distinct_x_dr_requestid(client: httpx2.AsyncClient) -> None:
     answers = [
         await client.post("/fulfillments", json=body(ship("itm_a", 1))),
         await client.post("/fulfillments", json=body(ship("itm_a", 9))),
@@ -221,7 +221,7 @@ BAD_BODIES: list[tuple[str, Any, str, str]] = [
     ("case", "payload", "code", "parameter"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES]
 )
 async def test_an_invalid_body_gets_400_with_digital_rivers_code_and_applies_nothing(
-    client: httpx.AsyncClient, case: str, payload: Any, code: str, parameter: str
+    client: httpx2.AsyncClient, case: str, payload: Any, code: str, parameter: str
 ) -> None:
     if isinstance(payload, str):
         response = await client.post("/fulfillments", content=payload)
@@ -233,7 +233,7 @@ async def test_an_invalid_body_gets_400_with_digital_rivers_code_and_applies_not
     assert all(line["captured"] == line["cancelled"] == 0 for line in lines.values())
 
 
-async def test_only_the_first_of_several_errors_comes_back(client: httpx.AsyncClient) -> None:
+async def test_only_the_first_of_several_errors_comes_back(client: httpx2.AsyncClient) -> None:
     response = await client.post(
         "/fulfillments", json=body({"itemId": "itm_a", "quantity": "x"}, ship("itm_b", -1))
     )
@@ -241,7 +241,7 @@ async def test_only_the_first_of_several_errors_comes_back(client: httpx.AsyncCl
 
 
 async def test_a_null_quantity_counts_as_absent_as_the_schema_marks_it_nullable(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     response = await client.post(
         "/fulfillments", json=body({"itemId": "itm_a", "quantity": None, "cancelQuantity": 1})
@@ -251,7 +251,7 @@ async def test_a_null_quantity_counts_as_absent_as_the_schema_marks_it_nullable(
 
 
 async def test_metadata_of_20_keys_at_the_size_limits_round_trips(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     metadata: dict[str, Any] = {f"{i:02d}".ljust(40, "k"): f"{i:02d}" * 250 for i in range(18)}
     metadata |= {"flag": True, "count": 7}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.sandbox import FaultSettings, SandboxConfig, create_app
@@ -27,13 +27,13 @@ def ship(order_id: str = "ord_1", quantity: int = 1) -> dict[str, Any]:
     return {"orderId": order_id, "items": [{"itemId": "itm_a", "quantity": quantity}]}
 
 
-def with_faults(clock: FakeClock | None = None, **faults: Any) -> httpx.AsyncClient:
+def with_faults(clock: FakeClock | None = None, **faults: Any) -> httpx2.AsyncClient:
     config = SandboxConfig(faults=FaultSettings(**faults))
     app = create_app(config, clock=clock) if clock else create_app(config)
     return sandbox_client(app)
 
 
-async def captured(client: httpx.AsyncClient, order_id: str = "ord_1") -> int:
+async def captured(client: httpx2.AsyncClient, order_id: str = "ord_1") -> int:
     orders = (await client.get("/_admin/ledger")).json()["orders"]
     if order_id not in orders:
         return 0

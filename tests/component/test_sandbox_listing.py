@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.sandbox import SandboxConfig, create_app
@@ -19,19 +19,19 @@ def ship(order_id: str, item: str, quantity: int = 1, **extra: Any) -> dict[str,
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[httpx2.AsyncClient]:
     async with sandbox_client(create_app(SandboxConfig())) as client:
         yield client
 
 
-async def create(client: httpx.AsyncClient, payload: dict[str, Any]) -> str:
+async def create(client: httpx2.AsyncClient, payload: dict[str, Any]) -> str:
     response = await client.post("/fulfillments", json=payload)
     assert response.status_code == 201
     fulfillment_id: str = response.json()["id"]
     return fulfillment_id
 
 
-async def page(client: httpx.AsyncClient, **params: Any) -> tuple[list[str], bool]:
+async def page(client: httpx2.AsyncClient, **params: Any) -> tuple[list[str], bool]:
     response = await client.get("/fulfillments", params=params)
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -39,7 +39,7 @@ async def page(client: httpx.AsyncClient, **params: Any) -> tuple[list[str], boo
 
 
 async def test_an_orders_fulfillments_are_listed_newest_first_and_only_that_orders(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     mine = [await create(client, ship("ord_1", "itm_a")) for _ in range(3)]
     await create(client, ship("ord_2", "itm_a"))
@@ -47,7 +47,7 @@ async def test_an_orders_fulfillments_are_listed_newest_first_and_only_that_orde
 
 
 async def test_pages_follow_starting_after_until_has_more_is_false(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     created = [await create(client, ship("ord_1", "itm_a")) for _ in range(7)]
     seen: list[str] = []
@@ -59,7 +59,7 @@ async def test_pages_follow_starting_after_until_has_more_is_false(
     assert seen == created[::-1]
 
 
-async def test_ending_before_pages_back_towards_the_newest(client: httpx.AsyncClient) -> None:
+async def test_ending_before_pages_back_towards_the_newest(client: httpx2.AsyncClient) -> None:
     created = [await create(client, ship("ord_1", "itm_a")) for _ in range(5)]
     newest_first = created[::-1]
     assert await page(client, orderId="ord_1", limit=2, endingBefore=newest_first[3]) == (
@@ -68,7 +68,7 @@ async def test_ending_before_pages_back_towards_the_newest(client: httpx.AsyncCl
     )
 
 
-async def test_a_full_last_page_says_has_more_false(client: httpx.AsyncClient) -> None:
+async def test_a_full_last_page_says_has_more_false(client: httpx2.AsyncClient) -> None:
     for _ in range(4):
         await create(client, ship("ord_1", "itm_a"))
     first, more = await page(client, orderId="ord_1", limit=2)
@@ -76,7 +76,7 @@ async def test_a_full_last_page_says_has_more_false(client: httpx.AsyncClient) -
     assert (more, more_after, len(second)) == (True, False, 2)
 
 
-async def test_the_default_limit_is_ten(client: httpx.AsyncClient) -> None:
+async def test_the_default_limit_is_ten(client: httpx2.AsyncClient) -> None:
     for _ in range(12):
         await create(client, ship("ord_1", "itm_a"))
     ids, has_more = await page(client, orderId="ord_1")
@@ -84,7 +84,7 @@ async def test_the_default_limit_is_ten(client: httpx.AsyncClient) -> None:
 
 
 async def test_ids_filter_accepts_repeated_and_comma_separated_ids(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     a, b, c = [await create(client, ship("ord_1", "itm_a")) for _ in range(3)]
     assert await page(client, ids=f"{a},{c}") == ([c, a], False)
@@ -93,7 +93,7 @@ async def test_ids_filter_accepts_repeated_and_comma_separated_ids(
 
 
 async def test_sku_and_tracking_filters_select_matching_fulfillments(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     tracked = await create(
         client, ship("ord_1", "itm_a", trackingNumber="1Z", trackingCompany="UPS")
@@ -104,7 +104,7 @@ async def test_sku_and_tracking_filters_select_matching_fulfillments(
     assert await page(client, skuId="sku_itm_b") == ([other], False)
 
 
-async def test_created_time_bounds_filter_by_creation_time(client: httpx.AsyncClient) -> None:
+async def test_created_time_bounds_filter_by_creation_time(client: httpx2.AsyncClient) -> None:
     created = await create(client, ship("ord_1", "itm_a"))
     assert await page(client, **{"createdTime[gte]": "2000-01-01T00:00:00Z"}) == ([created], False)
     assert await page(client, **{"createdTime[lt]": "2000-01-01T00:00:00Z"}) == ([], False)
@@ -139,7 +139,7 @@ async def test_a_created_time_window_pages_newest_first_in_hundreds(
     ],
 )
 async def test_a_bad_query_gets_400_naming_the_parameter(
-    client: httpx.AsyncClient, params: dict[str, Any], code: str, parameter: str
+    client: httpx2.AsyncClient, params: dict[str, Any], code: str, parameter: str
 ) -> None:
     response = await client.get("/fulfillments", params=params)
     error = response.json()["errors"][0]

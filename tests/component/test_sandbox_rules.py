@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.sandbox import SandboxConfig, create_app
@@ -40,7 +40,7 @@ def post(order_id: str, *items: tuple[str, int, int]) -> dict[str, Any]:
     return {"orderId": order_id, "items": lines}
 
 
-def code_of(response: httpx.Response) -> tuple[int, str, str]:
+def code_of(response: httpx2.Response) -> tuple[int, str, str]:
     error = response.json()["errors"][0]
     return response.status_code, error["code"], error["parameter"]
 
@@ -51,7 +51,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def strict(clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+async def strict(clock: FakeClock) -> AsyncIterator[httpx2.AsyncClient]:
     app = create_app(SandboxConfig(strict_orders=True, complete_after_s=10), clock=clock)
     async with sandbox_client(app) as client:
         orders = [
@@ -64,14 +64,14 @@ async def strict(clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def lines_of(client: httpx.AsyncClient, order_id: str) -> dict[str, dict[str, int]]:
+async def lines_of(client: httpx2.AsyncClient, order_id: str) -> dict[str, dict[str, int]]:
     ledger = (await client.get("/_admin/ledger", params={"orderId": order_id})).json()
     lines: dict[str, dict[str, int]] = ledger["orders"][order_id]["lines"]
     return lines
 
 
 async def test_strict_mode_answers_404_not_found_for_an_order_never_seeded(
-    strict: httpx.AsyncClient,
+    strict: httpx2.AsyncClient,
 ) -> None:
     response = await strict.post("/fulfillments", json=post("ord_unknown", ("itm_a", 1, 0)))
     assert code_of(response) == (404, "not_found", "orderId")
@@ -96,14 +96,14 @@ async def test_lenient_mode_creates_an_unknown_order_on_first_sight_with_its_lin
 
 
 async def test_an_item_not_on_a_seeded_order_gets_400_invalid_parameter_on_item_id(
-    strict: httpx.AsyncClient,
+    strict: httpx2.AsyncClient,
 ) -> None:
     response = await strict.post("/fulfillments", json=post("ord_1", ("itm_zzz", 1, 0)))
     assert code_of(response) == (400, "invalid_parameter", "itemId")
 
 
 async def test_more_than_is_left_on_a_line_gets_409_quantity_too_large(
-    strict: httpx.AsyncClient,
+    strict: httpx2.AsyncClient,
 ) -> None:
     assert (await strict.post("/fulfillments", json=post("ord_1", ("itm_a", 2, 0)))).is_success
     response = await strict.post("/fulfillments", json=post("ord_1", ("itm_a", 1, 1)))
@@ -112,7 +112,7 @@ async def test_more_than_is_left_on_a_line_gets_409_quantity_too_large(
 
 
 async def test_a_repeated_item_id_in_one_request_adds_up_against_what_is_left(
-    strict: httpx.AsyncClient,
+    strict: httpx2.AsyncClient,
 ) -> None:
     response = await strict.post(
         "/fulfillments", json=post("ord_1", ("itm_a", 2, 0), ("itm_a", 2, 0))
@@ -121,7 +121,7 @@ async def test_a_repeated_item_id_in_one_request_adds_up_against_what_is_left(
 
 
 async def test_a_line_with_everything_shipped_gets_409_item_fulfilled(
-    strict: httpx.AsyncClient,
+    strict: httpx2.AsyncClient,
 ) -> None:
     assert (await strict.post("/fulfillments", json=post("ord_1", ("itm_a", 2, 1)))).is_success
     response = await strict.post("/fulfillments", json=post("ord_1", ("itm_a", 1, 0)))
@@ -129,14 +129,14 @@ async def test_a_line_with_everything_shipped_gets_409_item_fulfilled(
 
 
 async def test_a_line_with_everything_cancelled_gets_409_item_cancelled(
-    strict: httpx.AsyncClient,
+    strict: httpx2.AsyncClient,
 ) -> None:
     assert (await strict.post("/fulfillments", json=post("ord_1", ("itm_b", 0, 2)))).is_success
     response = await strict.post("/fulfillments", json=post("ord_1", ("itm_b", 0, 1)))
     assert code_of(response) == (409, "item_cancelled", "itemId")
 
 
-async def test_a_request_is_applied_whole_or_not_at_all(strict: httpx.AsyncClient) -> None:
+async def test_a_request_is_applied_whole_or_not_at_all(strict: httpx2.AsyncClient) -> None:
     response = await strict.post(
         "/fulfillments", json=post("ord_1", ("itm_a", 3, 0), ("itm_b", 3, 0))
     )
@@ -150,7 +150,7 @@ async def test_a_request_is_applied_whole_or_not_at_all(strict: httpx.AsyncClien
 
 
 async def test_an_order_with_every_line_done_is_fulfilled_then_complete_and_refuses_more(
-    strict: httpx.AsyncClient, clock: FakeClock
+    strict: httpx2.AsyncClient, clock: FakeClock
 ) -> None:
     done = await strict.post("/fulfillments", json=post("ord_1", ("itm_a", 3, 0), ("itm_b", 1, 1)))
     assert done.status_code == 201
@@ -167,7 +167,7 @@ async def test_an_order_with_every_line_done_is_fulfilled_then_complete_and_refu
 
 
 async def test_an_order_with_every_line_cancelled_becomes_cancelled(
-    strict: httpx.AsyncClient,
+    strict: httpx2.AsyncClient,
 ) -> None:
     response = await strict.post(
         "/fulfillments", json=post("ord_1", ("itm_a", 0, 3), ("itm_b", 0, 2))
@@ -187,14 +187,14 @@ async def test_an_order_with_every_line_cancelled_becomes_cancelled(
     ],
 )
 async def test_an_order_seeded_in_a_closed_state_refuses_fulfillments_with_409(
-    strict: httpx.AsyncClient, order_id: str, code: str
+    strict: httpx2.AsyncClient, order_id: str, code: str
 ) -> None:
     response = await strict.post("/fulfillments", json=post(order_id, ("itm_a", 1, 0)))
     assert code_of(response) == (409, code, "orderId")
 
 
 async def test_get_order_shows_state_and_lines_and_404_for_an_unknown_one(
-    strict: httpx.AsyncClient,
+    strict: httpx2.AsyncClient,
 ) -> None:
     known = await strict.get("/orders/ord_1")
     unknown = await strict.get("/orders/ord_nope")
@@ -210,7 +210,7 @@ async def test_get_order_shows_state_and_lines_and_404_for_an_unknown_one(
 
 
 async def test_get_fulfillment_by_id_returns_it_and_404_for_an_unknown_id(
-    strict: httpx.AsyncClient,
+    strict: httpx2.AsyncClient,
 ) -> None:
     created = (await strict.post("/fulfillments", json=post("ord_1", ("itm_a", 1, 0)))).json()
     found = await strict.get(f"/fulfillments/{created['id']}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.sandbox import FaultSettings, SandboxConfig
@@ -19,8 +19,8 @@ def test_a_client_that_times_out_leaves_nothing_applied_and_the_server_stops_cle
     started = time.monotonic()
     with SandboxServer(config) as sandbox:
         assert sandbox.url.startswith("http://127.0.0.1:")
-        with httpx.Client(base_url=sandbox.url, headers=KEY) as client:
-            with pytest.raises(httpx.ReadTimeout):
+        with httpx2.Client(base_url=sandbox.url, headers=KEY) as client:
+            with pytest.raises(httpx2.ReadTimeout):
                 client.post(
                     "/fulfillments",
                     json={"orderId": "ord_1", "items": [{"itemId": "itm_a", "quantity": 1}]},
@@ -38,8 +38,8 @@ def test_a_client_that_times_out_leaves_nothing_applied_and_the_server_stops_cle
 async def test_concurrent_posts_over_http_are_served_in_parallel_and_all_applied() -> None:
     config = SandboxConfig(faults=FaultSettings(latency_ms=100))
     with SandboxServer(config) as sandbox:
-        limits = httpx.Limits(max_connections=100)
-        async with httpx.AsyncClient(base_url=sandbox.url, headers=KEY, limits=limits) as client:
+        limits = httpx2.Limits(max_connections=100)
+        async with httpx2.AsyncClient(base_url=sandbox.url, headers=KEY, limits=limits) as client:
             started = time.monotonic()
             answers = await asyncio.gather(
                 *(

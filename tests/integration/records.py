@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -175,7 +175,7 @@ def _topic_record(msg: Message[Any, Any]) -> TopicRecord:
 
 
 def admin_get(sandbox_url: str, path: str, **params: str) -> Any:
-    return httpx.get(f"{sandbox_url}{path}", params=params, timeout=30).raise_for_status().json()
+    return httpx2.get(f"{sandbox_url}{path}", params=params, timeout=30).raise_for_status().json()
 
 
 def sandbox_requests(sandbox_url: str, order_id: str | None = None) -> Iterator[dict[str, Any]]:
@@ -208,4 +208,4 @@ def seed_orders(sandbox_url: str, orders: Iterable[tuple[str, dict[str, int]]]) 
             for order_id, lines in orders
         ]
     }
-    httpx.post(f"{sandbox_url}/_admin/orders", json=body, timeout=30).raise_for_status()
+    httpx2.post(f"{sandbox_url}/_admin/orders", json=body, timeout=30).raise_for_status()

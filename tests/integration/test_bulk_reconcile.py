@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -62,7 +62,7 @@ def test_a_reset_to_earliest_settles_applied_events_from_listings_and_posts_the_
     applied_ids = {e.order_id for e in applied_first.events}
     mixed = applied_ids & {e.order_id for e in never_applied.events}
     assert mixed, "some orders have events on both sides of the reset"
-    with httpx.Client(timeout=30) as client:
+    with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)
     group = make_group(PARTITIONS, sandbox.url)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.demo import reconcile
@@ -147,7 +147,7 @@ def test_chaos_kills_and_faults_end_with_the_ledger_exactly_equal_to_what_was_pu
     backlog_at_kills: list[int] = []  # records published but not yet committed, per kill
     config = SandboxConfig(strict_orders=True, faults=FAULTS)
     with SandboxServer(config) as sandbox:
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         group = make_group(PARTITIONS, sandbox.url, **MEMBER_ENV)
 

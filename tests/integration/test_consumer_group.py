@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-import httpx
+import httpx2
 import pytest
 from confluent_kafka.admin import AdminClient
 
@@ -35,7 +35,7 @@ def test_every_event_reaches_digital_river_once_in_order_per_order_and_coalesced
 ) -> None:
     group = make_group(6, sandbox.url)
     sim = simulate(300, seed=11)
-    with httpx.Client(timeout=30) as client:
+    with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)
     published = group.publish(sim)
     group.start_member()
@@ -58,7 +58,7 @@ def test_a_killed_members_records_are_redone_by_the_member_taking_over_without_d
     with _sandbox(latency_ms=150) as sandbox:
         group = make_group(4, sandbox.url, MAX_IN_FLIGHT_ORDERS="32")
         sim = simulate(400, seed=12)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         published = group.publish(sim)
         victim = group.start_member()
@@ -97,7 +97,7 @@ def test_committed_offsets_do_not_move_while_digital_river_is_down_and_catch_up_
     assert group.committed_total() == 0
 
     with _sandbox(latency_ms=0, port=port) as sandbox:
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         wait_until(group.all_committed, 120, "catch-up once Digital River is back")
         assert group.stop_all() == [0]
@@ -112,7 +112,7 @@ def test_three_members_split_twelve_partitions_and_one_leaving_loses_nothing(
     with _sandbox(latency_ms=60) as sandbox:
         group = make_group(12, sandbox.url)
         sim = simulate(600, seed=14)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         published = group.publish(sim)
         members = [group.start_member() for _ in range(3)]
@@ -133,7 +133,7 @@ def test_shutdown_commits_what_is_settled(
     # periodic commits effectively off: only the shutdown commit can move the offsets to the end
     group = make_group(2, sandbox.url, COMMIT_INTERVAL_SECONDS="3600")
     sim = simulate(60, seed=15)
-    with httpx.Client(timeout=30) as client:
+    with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)
     published = group.publish(sim)
     member = group.start_member()

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.demo import reconcile
@@ -58,7 +58,7 @@ def with_republished(
 
 
 def _stats(sandbox: SandboxServer) -> dict[str, Any]:
-    found: dict[str, Any] = httpx.get(f"{sandbox.url}/_admin/stats", timeout=10).json()
+    found: dict[str, Any] = httpx2.get(f"{sandbox.url}/_admin/stats", timeout=10).json()
     return found
 
 
@@ -66,7 +66,7 @@ def run_with_duplicates(
     sandbox: SandboxServer, group: Group, orders: int, duplicates: int
 ) -> dict[str, int]:
     sim = simulate(orders, seed=9)
-    with httpx.Client(timeout=30) as client:
+    with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)
     published = with_republished(sim.events, duplicates, seed=9)
     assert len(published) == len(sim.events) + duplicates

@@ -10,7 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.demo import reconcile
@@ -53,7 +53,7 @@ def test_bad_records_go_to_the_dead_letter_topic_with_their_reason_and_the_rest_
     with _sandbox() as sandbox:
         group = make_group(2, sandbox.url)
         sim = simulate(30, seed=21)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         valid = [valid_record(e) for e in sim.events]
         some = sim.events[0]
@@ -107,7 +107,7 @@ def test_a_parked_orders_later_events_never_overtake_it_and_go_to_parking_in_ord
     with _sandbox() as sandbox:
         group = make_group(3, sandbox.url)
         others = simulate(40, seed=22)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, others, client)
         # A: two units ordered; one ships, then 5 "ship" -> 409 quantity_too_large.
         # C: its first event names a line the order does not have -> 400 invalid_parameter.
@@ -199,7 +199,7 @@ def test_a_refused_key_stops_the_member_without_dead_lettering_anything(
     with _sandbox(api_keys=("sk_test_good",)) as sandbox:
         group = make_group(2, sandbox.url)
         sim = simulate(10, seed=23)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         produce(group.bootstrap, group.topic, [valid_record(e) for e in sim.events])
         member = group.start_member(DR_API_KEY="sk_test_bad")
@@ -227,7 +227,7 @@ def test_retryable_failures_and_429_are_retried_until_applied_exactly_once(
         # the member believes it may send 100/s: the sandbox's 40/s answers 429 + Retry-After
         group = make_group(3, sandbox.url, DR_RATE_LIMIT="100")
         sim = simulate(150, seed=24)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         produce(group.bootstrap, group.topic, [valid_record(e) for e in sim.events])
         group.start_member()

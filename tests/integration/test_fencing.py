@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
@@ -89,7 +89,7 @@ def test_a_member_frozen_past_its_session_posts_nothing_for_the_partitions_it_lo
     faults = FaultSettings(latency_ms=800)
     with SandboxServer(SandboxConfig(strict_orders=True, faults=faults)) as sandbox:
         sim = simulate(150, seed=808)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             # twice the units ordered: a zombie's repeat would be captured, not refused, so the
             # ledger would show it
             seed_sandbox(sandbox.url, _with_room_for_repeats(sim), client)
@@ -175,7 +175,7 @@ class KeyHog:
 
     def _run(self) -> None:
         headers = {"Authorization": f"Bearer {SANDBOX_KEY}", "Accept": "application/json"}
-        with httpx.Client(timeout=10, headers=headers) as client:
+        with httpx2.Client(timeout=10, headers=headers) as client:
             while not self._stop.wait(0.1):
                 client.get(self._url, params={"orderId": "ord_hog"})
 
@@ -193,7 +193,7 @@ def test_the_circuit_closes_again_after_a_probe_answered_429(
     down = FaultSettings(error_rate=1.0, error_status=503)
     with SandboxServer(SandboxConfig(strict_orders=True, faults=down)) as sandbox:
         sim = simulate(40, seed=809)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         group = make_group(2, sandbox.url)
         published = group.publish(sim)
@@ -203,13 +203,13 @@ def test_the_circuit_closes_again_after_a_probe_answered_429(
 
         # still down, and now another client spends the key's rate limit: a probe gets a 429
         switched = len(list(sandbox_requests(sandbox.url)))
-        httpx.put(f"{sandbox.url}/_admin/faults", json={"rateLimit": 1}, timeout=10)
+        httpx2.put(f"{sandbox.url}/_admin/faults", json={"rateLimit": 1}, timeout=10)
         with KeyHog(sandbox.url):
             wait_until(
                 lambda: _member_answered(sandbox.url, 429, switched), 120, "a probe answered 429"
             )
             # Digital River is back; the hog leaves as well
-            httpx.put(
+            httpx2.put(
                 f"{sandbox.url}/_admin/faults", json={"errorRate": 0.0, "rateLimit": 0}, timeout=10
             )
         wait_until(group.all_committed, 120, "every record committed once Digital River is back")

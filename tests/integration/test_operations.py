@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -73,8 +73,8 @@ def _health_port(group: Group, index: int, timeout: float = 30) -> int:
     return found[0]
 
 
-def _get(port: int, path: str) -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+def _get(port: int, path: str) -> httpx2.Response:
+    return httpx2.get(f"http://127.0.0.1:{port}{path}", timeout=5)
 
 
 def _samples(text: str) -> Samples:
@@ -104,7 +104,7 @@ def test_metrics_move_as_a_run_progresses_and_match_the_sandbox_ledger_at_the_en
         # a modest rate limit makes the run last long enough to watch it
         group = make_group(2, sandbox.url, DR_RATE_LIMIT="40")
         sim = simulate(60, seed=31)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         half = len(sim.events) // 2
         produce(group.bootstrap, group.topic, [valid_record(e) for e in sim.events[:half]])
@@ -186,14 +186,14 @@ class _Probe:
     healthz: list[tuple[int, str]] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
 
-    def poll(self, http: httpx.Client) -> None:
+    def poll(self, http: httpx2.Client) -> None:
         base = f"http://127.0.0.1:{self.port}"
         try:
             for path, into in (("/readyz", self.readyz), ("/healthz", self.healthz)):
                 resp = http.get(base + path)
                 into.append((resp.status_code, resp.text))
             self.metrics.append(http.get(base + "/metrics").text)
-        except httpx.TransportError:
+        except httpx2.TransportError:
             return  # not listening yet, or gone
 
 
@@ -201,7 +201,7 @@ def _probe_until_exit(proc: subprocess.Popen[bytes], port: int, timeout: float) 
     """Poll the three endpoints as fast as they answer until the member exits (bounded)."""
     probe = _Probe(port)
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=5) as http:  # one client: a new one per request costs ~100 ms
+    with httpx2.Client(timeout=5) as http:  # one client: a new one per request costs ~100 ms
         while proc.poll() is None:
             assert time.monotonic() < deadline, f"member still running after {timeout}s"
             probe.poll(http)
@@ -215,7 +215,7 @@ def test_readiness_is_false_on_a_refused_key_and_true_with_a_good_one(
     with _sandbox(api_keys=("sk_test_good",)) as sandbox:
         group = make_group(2, sandbox.url)
         sim = simulate(10, seed=32)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         produce(group.bootstrap, group.topic, [valid_record(e) for e in sim.events])
 
@@ -293,7 +293,7 @@ def test_no_secret_reaches_logs_errors_metrics_or_side_topics(
     with _sandbox(api_keys=(accepted,)) as sandbox:
         group = make_group(2, sandbox.url)
         sim = simulate(15, seed=33)
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         seed_orders(sandbox.url, [("ord_parked", {"itm_p": 1})])
         poison = [
@@ -310,7 +310,7 @@ def test_no_secret_reaches_logs_errors_metrics_or_side_topics(
         good = group.start_member(DR_API_KEY=accepted)
         port = _health_port(group, 0)
         probe = _Probe(port)
-        with httpx.Client(timeout=5) as http:
+        with httpx2.Client(timeout=5) as http:
 
             def settled() -> bool:
                 probe.poll(http)

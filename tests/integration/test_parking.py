@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import pytest
 from click.testing import CliRunner
 
@@ -60,7 +60,7 @@ def test_a_parked_order_stays_parked_for_the_next_member_and_a_redrive_applies_i
         assert "parked_orders_restored" in group.log_text()
 
         # the operator fixes the order (the sandbox now has 5 units on the line) and redrives
-        httpx.post(f"{sandbox.url}/_admin/reset", timeout=10).raise_for_status()
+        httpx2.post(f"{sandbox.url}/_admin/reset", timeout=10).raise_for_status()
         seed_orders(sandbox.url, [("ord_a", {"itm_a": 5})])
         redrive = ["redrive", "--bootstrap-servers", group.bootstrap, "--topic", group.topic]
         result = CliRunner().invoke(main, [*redrive, "--order", "ord_a"], catch_exceptions=False)

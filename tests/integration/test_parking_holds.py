@@ -8,7 +8,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import pytest
 from click.testing import CliRunner
 from confluent_kafka import KafkaException, Producer
@@ -163,7 +163,7 @@ def _applied_in_order(sandbox_url: str, order_id: str) -> list[str]:
 
 
 def _fix(sandbox_url: str, units: int) -> None:
-    httpx.post(f"{sandbox_url}/_admin/reset", timeout=10).raise_for_status()
+    httpx2.post(f"{sandbox_url}/_admin/reset", timeout=10).raise_for_status()
     seed_orders(sandbox_url, [("ord_a", {"itm_a": units})])
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import httpx
+import httpx2
 import pytest
 from click.testing import CliRunner, Result
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -390,7 +390,7 @@ def test_simulate_seeds_every_order_into_the_sandbox_ledger() -> None:
             simulate_command,
             ["--orders", "40", "--seed", "6", "--sandbox-url", sandbox.url, "--out", os.devnull],
         )
-        ledger = httpx.get(sandbox.url + "/_admin/ledger", timeout=10).json()["orders"]
+        ledger = httpx2.get(sandbox.url + "/_admin/ledger", timeout=10).json()["orders"]
 
     assert result.exit_code == 0, result.stderr
     assert "seeded 40 orders" in result.stderr

@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from confluent_kafka import Producer
 
@@ -135,7 +135,7 @@ def _run(make_group: Callable[..., Group], orders: int, group_rate_limit: float)
     sim = simulate(orders, seed=SEED)
     faults = FaultSettings(latency_ms=10, rate_limit=RATE, seed=SEED)
     with SandboxServer(SandboxConfig(strict_orders=True, faults=faults)) as sandbox:
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         group = make_group(PARTITIONS, sandbox.url, DR_RATE_LIMIT=f"{group_rate_limit:g}")
         members: list[subprocess.Popen[bytes]] = [group.start_member() for _ in range(MEMBERS)]

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from click.testing import CliRunner, Result
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -48,7 +48,7 @@ def _replay(group: Group, *args: str) -> Result:
 
 
 def _stats(sandbox: SandboxServer) -> dict[str, Any]:
-    found: dict[str, dict[str, Any]] = httpx.get(f"{sandbox.url}/_admin/stats", timeout=10).json()
+    found: dict[str, dict[str, Any]] = httpx2.get(f"{sandbox.url}/_admin/stats", timeout=10).json()
     return found["byRoute"]
 
 
@@ -72,7 +72,7 @@ def test_a_full_replay_from_earliest_after_success_posts_no_capture(
 ) -> None:
     group = make_group(3, sandbox.url)
     sim = simulate(40, seed=21)
-    with httpx.Client(timeout=30) as client:
+    with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)
     group.publish(sim)
     first = group.start_member()

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from click.testing import CliRunner, Result
 from confluent_kafka import Producer
@@ -54,7 +54,7 @@ def _preview(group: Group, sandbox: SandboxServer) -> dict[str, Any]:
 
 
 def _posts(sandbox: SandboxServer) -> int:
-    stats = httpx.get(f"{sandbox.url}/_admin/stats", timeout=10).json()["byRoute"]
+    stats = httpx2.get(f"{sandbox.url}/_admin/stats", timeout=10).json()["byRoute"]
     return sum(stats.get("POST /fulfillments", {}).values())
 
 
@@ -64,7 +64,7 @@ def _processed_group(
     """A group whose one member applied `orders` orders' events and was stopped."""
     group = make_group(3, sandbox.url)
     sim = simulate(orders, seed=seed)
-    with httpx.Client(timeout=30) as client:
+    with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)
     published = group.publish(sim)
     member = group.start_member()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import pytest
 
 from consumer.codec import EventCodec, SchemaStore
@@ -41,7 +41,7 @@ def _health_port(group: Group, index: int, timeout: float = 60) -> int:
 
 
 def _readyz(port: int) -> tuple[int, str]:
-    answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    answer = httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
     return answer.status_code, answer.text
 
 
@@ -54,7 +54,7 @@ def test_a_registry_outage_holds_records_back_with_readiness_false_then_they_are
         SandboxServer(SandboxConfig(strict_orders=True, faults=FaultSettings(latency_ms=5))) as dr,
         FakeRegistry(basic_auth=("fc", PASSWORD)) as registry,
     ):
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(dr.url, sim, client)
         ids = {
             kind: registry.add(json.dumps(schema, separators=(",", ":")))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from click.testing import CliRunner, Result
 from confluent_kafka import Producer
@@ -67,7 +67,7 @@ def _caught_up_with_member(doc: dict[str, Any]) -> bool:
 
 def test_status_shows_lag_falling_to_zero_as_the_group_catches_up(group: Group) -> None:
     sim = simulate(60, seed=31)
-    with httpx.Client(timeout=30) as client:
+    with httpx2.Client(timeout=30) as client:
         seed_sandbox(group.sandbox_url, sim, client)
     published = group.publish(sim)
 

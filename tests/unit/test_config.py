@@ -100,6 +100,7 @@ def key_file(tmp_path: Path, content: str) -> str:
         ({"dr_rate_limit": -5.0}, "DR_RATE_LIMIT"),
         ({"dr_rate_limit": float("nan")}, "DR_RATE_LIMIT"),
         ({"dr_timeout": 0.0}, "DR_TIMEOUT_SECONDS"),
+        ({"dr_max_connections": 0}, "DR_MAX_CONNECTIONS"),
         ({"max_in_flight": 0}, "MAX_IN_FLIGHT_ORDERS"),
         ({"max_buffered_per_partition": -1}, "MAX_BUFFERED_PER_PARTITION"),
         ({"commit_interval": 0.0}, "COMMIT_INTERVAL_SECONDS"),
@@ -140,6 +141,20 @@ def test_an_explicit_fencing_lease_shorter_than_the_session_is_kept() -> None:
 def test_a_key_and_a_key_file_together_are_refused(tmp_path: Path) -> None:
     error = refused(dr_api_key_file=key_file(tmp_path, TEST_KEY))
     assert "DR_API_KEY_FILE" in str(error)
+
+
+def test_a_missing_ca_bundle_fails_at_start_naming_dr_ca_bundle(tmp_path: Path) -> None:
+    error = refused(dr_ca_bundle=str(tmp_path / "absent.pem"))
+    assert error.setting == "DR_CA_BUNDLE"
+    assert "DR_CA_BUNDLE" in str(error)
+
+
+def test_a_ca_bundle_file_is_kept_and_no_bundle_means_the_default_trust(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert build(dr_ca_bundle=str(bundle)).dr_ca_bundle == str(bundle)
+    assert build(dr_ca_bundle="").dr_ca_bundle is None
+    assert build().dr_ca_bundle is None
 
 
 def test_a_missing_key_file_fails_naming_dr_api_key_file(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import json
 import uuid
 from collections import Counter, defaultdict
 
-import httpx
+import httpx2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -158,12 +158,12 @@ def test_seeding_the_sandbox_posts_every_order_in_chunks_to_the_admin_surface() 
     simulation = simulate(25, seed=2)
     bodies: list[dict[str, list[dict[str, object]]]] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         assert (request.method, request.url.path) == ("POST", "/_admin/orders")
         bodies.append(json.loads(request.content))
-        return httpx.Response(201, json={})
+        return httpx2.Response(201, json={})
 
-    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+    with httpx2.Client(transport=httpx2.MockTransport(handler)) as client:
         seeded = seed_sandbox("http://sandbox.test/", simulation, client, chunk_size=10)
     assert seeded == 25
     chunks = [body["orders"] for body in bodies]
@@ -177,6 +177,6 @@ def test_seeding_the_sandbox_posts_every_order_in_chunks_to_the_admin_surface() 
 
 
 def test_a_sandbox_refusing_the_orders_is_an_infrastructure_error() -> None:
-    transport = httpx.MockTransport(lambda _: httpx.Response(400, json={"errors": []}))
-    with httpx.Client(transport=transport) as client, pytest.raises(InfrastructureError):
+    transport = httpx2.MockTransport(lambda _: httpx2.Response(400, json={"errors": []}))
+    with httpx2.Client(transport=transport) as client, pytest.raises(InfrastructureError):
         seed_sandbox("http://sandbox.test", simulate(3, seed=1), client)
