@@ -214,8 +214,8 @@ def kafka_passthrough(role: ClientRole) -> dict[str, str]:
     "--dr-ca-bundle",
     envvar="DR_CA_BUNDLE",
     default=None,
-    help="PEM file of the CAs to trust for DR_API_URL (and an https proxy) instead of the "
-    "system's; SSL_CERT_FILE is honoured when unset. Proxies: HTTPS_PROXY, NO_PROXY.",
+    help="PEM file of the CAs trusted for DR_API_URL and an https proxy (HTTPS_PROXY) "
+    "instead of the system's.",
 )
 @click.option(
     "--dr-max-connections",
@@ -223,8 +223,7 @@ def kafka_passthrough(role: ClientRole) -> dict[str, str]:
     type=int,
     default=64,
     show_default=True,
-    help="Connections to Digital River per member; needs about POSTs/s x latency. Each open "
-    "connection costs CPU on every request (httpx2's pool scans them all).",
+    help="Connections to Digital River per member: about POSTs/s x latency.",
 )
 @click.option(
     "--dr-allow-insecure-http",

@@ -114,7 +114,7 @@ async def test_created_time_bounds_filter_by_creation_time(client: httpx2.AsyncC
 
 
 async def test_a_created_time_window_pages_newest_first_in_hundreds(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     made = [await create(client, ship(f"ord_{i}", "itm_a")) for i in range(3)]
     window = {

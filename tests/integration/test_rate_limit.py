@@ -227,7 +227,7 @@ def test_a_member_with_all_the_work_takes_what_the_idle_members_leave_within_the
     sim = simulate(SHARED_ORDERS, seed=SEED)
     faults = FaultSettings(latency_ms=10, rate_limit=RATE, seed=SEED)
     with SandboxServer(SandboxConfig(strict_orders=True, faults=faults)) as sandbox:
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         group = make_group(PARTITIONS, sandbox.url, DR_RATE_LIMIT=f"{RATE:g}")
         members = [group.start_member() for _ in range(MEMBERS)]
