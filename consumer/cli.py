@@ -103,6 +103,13 @@ def kafka_options(fn: Any) -> Any:
     help="Consumer group id.",
 )
 @click.option(
+    "--group-protocol",
+    envvar="KAFKA_GROUP_PROTOCOL",
+    default="consumer",
+    show_default=True,
+    help="consumer (KIP-848, Kafka 4.0+) or classic (cooperative-sticky, older brokers).",
+)
+@click.option(
     "--dlq-topic",
     envvar="DLQ_TOPIC",
     default=None,
@@ -244,6 +251,7 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             health_port=options["health_port"],
             log_format=options["log_format"],
             dlq_max_ratio=options["dlq_max_ratio"],
+            group_protocol=options["group_protocol"],
             environ=os.environ,
         )
     except ConfigurationError as exc:

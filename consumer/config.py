@@ -15,6 +15,12 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from consumer.errors import ConfigurationError
+from consumer.group_protocol import (
+    DEFAULT_PROTOCOL,
+    GroupProtocol,
+    check_group_keys,
+    check_group_protocol,
+)
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -23,6 +29,7 @@ LogFormat = Literal["auto", "json", "console"]
 _NOT_PASSTHROUGH = frozenset(
     {
         "KAFKA_BOOTSTRAP_SERVERS",  # has its own flag
+        "KAFKA_GROUP_PROTOCOL",  # has its own flag; the member sets `group.protocol` from it
         "KAFKA_HOME",
         "KAFKA_OPTS",
         "KAFKA_HEAP_OPTS",
@@ -85,6 +92,7 @@ class Settings:
     kafka_extra: Mapping[str, str] = field(
         default_factory=dict, repr=False
     )  # may hold sasl.password
+    group_protocol: GroupProtocol = DEFAULT_PROTOCOL
 
     def masked(self) -> dict[str, object]:
         """Every setting, printable: secrets and passthrough values that look secret are masked."""
@@ -202,6 +210,7 @@ def load_settings(
     log_format: LogFormat,
     environ: Mapping[str, str],
     dlq_max_ratio: float = 0.5,
+    group_protocol: str = DEFAULT_PROTOCOL,
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -229,6 +238,9 @@ def load_settings(
         raise ConfigurationError(
             f"not an http(s) URL: {schema_registry_url!r}", setting="SCHEMA_REGISTRY_URL"
         )
+    protocol = check_group_protocol(group_protocol)
+    kafka_extra = librdkafka_passthrough(environ)
+    check_group_keys(protocol, kafka_extra)
     return Settings(
         bootstrap_servers=bootstrap_servers,
         topic=topic,
@@ -248,5 +260,6 @@ def load_settings(
         health_port=health_port,
         log_format=log_format,
         dlq_max_ratio=dlq_max_ratio,
-        kafka_extra=librdkafka_passthrough(environ),
+        kafka_extra=kafka_extra,
+        group_protocol=protocol,
     )

@@ -32,6 +32,7 @@ from confluent_kafka import (
 
 from consumer.config import Settings
 from consumer.errors import InfrastructureError
+from consumer.group_protocol import group_protocol_config
 
 _log = structlog.get_logger("librdkafka")
 
@@ -71,11 +72,9 @@ def consumer_config(settings: Settings, *, client_id: str | None = None) -> dict
         "enable.auto.commit": False,  # we commit only settled offsets
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
         "enable.partition.eof": False,
-        # rebalances start on a heartbeat: 1 s (librdkafka: 3 s) lets a joining member get its
-        # partitions within a couple of seconds
-        "heartbeat.interval.ms": 1000,
+        # KIP-848 `consumer` (default) or `classic`: only the keys that protocol accepts
+        **group_protocol_config(settings.group_protocol),
         "logger": _LibrdkafkaLogger(),
     }
     if client_id:
@@ -99,6 +98,8 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "max.poll.interval.ms",
         "fetch.",
         "auto.offset",
+        "group.",  # group.instance.id, group.remote.assignor: the producer joins no group
+        "partition.assignment.",
     )
     config.update(
         {k: v for k, v in settings.kafka_extra.items() if not k.startswith(consumer_only)}
