@@ -10,6 +10,7 @@ from confluent_kafka import Consumer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumer.demo import _protocol_line
 from consumer.errors import ConfigurationError
 from consumer.group_protocol import (
     CLASSIC_ONLY,
@@ -188,3 +189,16 @@ def test_run_takes_the_protocol_from_kafka_group_protocol() -> None:
     printed = json.loads(result.output)
     assert printed["group_protocol"] == "classic"
     assert printed["kafka_extra"] == {"session.timeout.ms": "6000"}
+
+
+# --- the demo says which protocol runs and how to choose the other ------------------------------
+
+
+@pytest.mark.parametrize(("protocol", "other"), [("consumer", "classic"), ("classic", "consumer")])
+def test_the_demo_names_the_running_protocol_and_how_to_choose_the_other(
+    protocol: str, other: str
+) -> None:
+    line = _protocol_line(protocol)
+    assert line.startswith(f"[bold]group protocol[/] {protocol} ")
+    assert f"--group-protocol {other}" in line
+    assert f"KAFKA_GROUP_PROTOCOL={other}" in line
