@@ -22,7 +22,7 @@ from consumer.group_protocol import (
     env_name,
     group_protocol_config,
 )
-from consumer.kafka_io import consumer_config
+from consumer.kafka_io import consumer_config, producer_config
 from tests.unit.test_config import TEST_KEY, build, invoke, refused
 
 FOREIGN: dict[GroupProtocol, frozenset[str]] = {"consumer": CLASSIC_ONLY, "classic": CONSUMER_ONLY}
@@ -139,6 +139,15 @@ def test_a_passthrough_key_of_the_chosen_protocol_reaches_librdkafka(
     settings = build(group_protocol=protocol, environ={variable: "7000"})
     key = variable[len("KAFKA_") :].lower().replace("_", ".")
     assert consumer_config(settings)[key] == "7000"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_group_keys_never_reach_the_dead_letter_producer(protocol: GroupProtocol) -> None:
+    own_key = "KAFKA_SESSION_TIMEOUT_MS" if protocol == "classic" else "KAFKA_GROUP_REMOTE_ASSIGNOR"
+    environ = {"KAFKA_GROUP_INSTANCE_ID": "pod-0", "KAFKA_SECURITY_PROTOCOL": "SSL", own_key: "1"}
+    config = producer_config(build(group_protocol=protocol, environ=environ))
+    assert config["security.protocol"] == "SSL"
+    assert not [k for k in config if k.startswith(("group.", "session.", "partition.assignment"))]
 
 
 def test_the_variable_name_is_the_passthrough_inverse() -> None:
