@@ -405,7 +405,10 @@ def _tp(topic: str, partition: int, offset: int, metadata: str | None) -> TopicP
 
 
 def _raise_if_fatal(error: KafkaError) -> None:
-    if error.fatal():
+    # A fatal error reaches the consumer as code _FATAL, whose fatal() flag librdkafka leaves unset
+    # (seen with UNRELEASED_INSTANCE_ID: a static member's id still held by a killed predecessor
+    # under the consumer group protocol); the member must stop, not sit alive with nothing.
+    if error.fatal() or error.code() == KafkaError._FATAL:
         raise InfrastructureError(f"fatal Kafka error: {error}")
 
 
