@@ -16,7 +16,11 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at runtime, missing from the stubs
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
     ConsumerGroupDescription,
+    ResourceType,
 )
 
 from consumer.demo import create_topics, member_env, publish_events, start_member
@@ -109,14 +113,38 @@ class Group:
             consumer.close()
 
     def end_offsets(self) -> dict[int, int]:
+        """End offset per partition; rides out a loaded broker (unknown partition at first)."""
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group})
         try:
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
-                for p in range(self.partitions)
-            }
+            for attempt in range(20):
+                try:
+                    return {
+                        p: consumer.get_watermark_offsets(
+                            TopicPartition(self.topic, p), timeout=10
+                        )[1]
+                        for p in range(self.partitions)
+                    }
+                except KafkaException:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.5)
+            raise AssertionError("unreachable")
         finally:
             consumer.close()
+
+    def set_group_config(self, **configs: str) -> None:
+        """Broker-side settings of this group (consumer protocol), e.g.
+        `consumer_session_timeout_ms="45000"` for `consumer.session.timeout.ms`."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        entries = [
+            ConfigEntry(
+                name.replace("_", "."), value, incremental_operation=AlterConfigOpType.SET
+            )
+            for name, value in configs.items()
+        ]
+        resource = ConfigResource(ResourceType.GROUP, self.group, incremental_configs=entries)
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(timeout=30)
 
     def describe(self) -> ConsumerGroupDescription:
         """The broker's view of the group: its type (consumer/classic), members, assignments."""
