@@ -167,6 +167,13 @@ def kafka_passthrough(role: ClientRole) -> dict[str, str]:
     help="Consumer group id.",
 )
 @click.option(
+    "--group-protocol",
+    envvar="KAFKA_GROUP_PROTOCOL",
+    default="consumer",
+    show_default=True,
+    help="consumer (KIP-848, Kafka 4.0+) or classic (cooperative-sticky, older brokers).",
+)
+@click.option(
     "--dlq-topic",
     envvar="DLQ_TOPIC",
     default=None,
@@ -376,6 +383,7 @@ def _settings_or_exit(options: dict[str, Any]) -> Settings:
             dedupe_window_hours=options["dedupe_window_hours"],
             dr_ca_bundle=options["dr_ca_bundle"],
             dr_max_connections=options["dr_max_connections"],
+            group_protocol=options["group_protocol"],
             environ=os.environ,
         )
     except ConfigurationError as exc:

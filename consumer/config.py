@@ -20,6 +20,12 @@ from consumer.lease import derived_lease_seconds
 
 if TYPE_CHECKING:  # registry_settings imports Secret from here
     from consumer.registry_settings import RegistrySettings
+from consumer.group_protocol import (
+    DEFAULT_PROTOCOL,
+    GroupProtocol,
+    check_group_keys,
+    check_group_protocol,
+)
 
 LogFormat = Literal["auto", "json", "console"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -29,6 +35,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _NOT_PASSTHROUGH = frozenset(
     {
         "KAFKA_BOOTSTRAP_SERVERS",  # has its own flag
+        "KAFKA_GROUP_PROTOCOL",  # has its own flag; the member sets `group.protocol` from it
         "KAFKA_HOME",
         "KAFKA_OPTS",
         "KAFKA_HEAP_OPTS",
@@ -192,6 +199,7 @@ class Settings:
     dedupe_window_hours: float = 168.0
     dr_ca_bundle: str | None = None  # PEM: CAs trusted for Digital River instead of the system's
     dr_max_connections: int = 64  # the HTTP pool's cap; more requests wait for a free connection
+    group_protocol: GroupProtocol = DEFAULT_PROTOCOL
 
     def masked(self) -> dict[str, object]:
         """Every setting, printable: secrets and passthrough values that look secret are masked."""
@@ -339,6 +347,7 @@ def load_settings(
     dedupe_window_hours: float = 168.0,
     dr_ca_bundle: str | None = None,
     dr_max_connections: int = 64,
+    group_protocol: str = DEFAULT_PROTOCOL,
 ) -> Settings:
     """Validate everything once; raise ConfigurationError naming the first bad setting."""
     if not bootstrap_servers.strip():
@@ -361,6 +370,8 @@ def load_settings(
     if not 0 < dlq_max_ratio <= 1:
         raise ConfigurationError(f"must be in (0, 1], got {dlq_max_ratio}", setting="DLQ_MAX_RATIO")
     extra = librdkafka_passthrough(environ)
+    protocol = check_group_protocol(group_protocol)
+    check_group_keys(protocol, extra)
     lease = _fencing_lease(fencing_lease, extra.get("session.timeout.ms"))
     if log_level.upper() not in LOG_LEVELS:
         raise ConfigurationError(
@@ -395,6 +406,7 @@ def load_settings(
         dedupe_window_hours=dedupe_window_hours,
         dr_ca_bundle=dr_ca_bundle or None,
         dr_max_connections=dr_max_connections,
+        group_protocol=protocol,
     )
 
 

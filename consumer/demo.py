@@ -252,6 +252,14 @@ def _requests(sandbox_url: str) -> Iterator[dict[str, Any]]:
 )
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option(
+    "--group-protocol",
+    envvar="KAFKA_GROUP_PROTOCOL",
+    type=click.Choice(["consumer", "classic"], case_sensitive=False),
+    default="consumer",
+    show_default=True,
+    help="The members' consumer group protocol: consumer (KIP-848) or classic.",
+)
+@click.option(
     "--workdir", type=click.Path(path_type=Path), default=Path(".run/demo"), show_default=True
 )
 def demo_command(
@@ -262,6 +270,7 @@ def demo_command(
     partitions: int,
     latency_ms: int,
     seed: int,
+    group_protocol: str,
     workdir: Path,
 ) -> None:
     """Everything local, end to end: simulate, publish, consume with a group, reconcile."""
@@ -280,9 +289,11 @@ def demo_command(
         console.print(f"sandbox at {url}: {orders} orders seeded (strict), {latency_ms} ms latency")
         published = publish_events(bootstrap_servers, topic, simulation)
         console.print(f"published {published} events for {orders} orders")
-        env = member_env(bootstrap_servers, topic, group, url)
+        protocol = group_protocol.lower()
+        env = member_env(bootstrap_servers, topic, group, url, {"KAFKA_GROUP_PROTOCOL": protocol})
         procs = [start_member(env, workdir / f"member-{i}.log") for i in range(members)]
         console.print(f"started {members} consumer members (logs in {workdir})")
+        console.print(_protocol_line(protocol))
         started = time.monotonic()
         with Progress(
             TextColumn("[bold]committed"),
@@ -306,6 +317,19 @@ def demo_command(
     _report(console, result, published, elapsed, codes)
     if result.mismatches or result.order_violations or result.duplicate_events or any(codes):
         sys.exit(1)
+
+
+def _protocol_line(protocol: str) -> str:
+    """Which group protocol runs, and how to choose the other."""
+    if protocol == "consumer":
+        return (
+            "[bold]group protocol[/] consumer (KIP-848: the broker rebalances member by member); "
+            "the classic one: --group-protocol classic or KAFKA_GROUP_PROTOCOL=classic"
+        )
+    return (
+        "[bold]group protocol[/] classic (cooperative-sticky, for brokers before Kafka 4.0); "
+        "the default: --group-protocol consumer or KAFKA_GROUP_PROTOCOL=consumer"
+    )
 
 
 def _count_posts(stats: Mapping[str, Any]) -> int:

@@ -158,7 +158,12 @@ class Engine(GroupMembership):
         self._total_partitions = await self._kafka(self._source.partition_count)
         await self._kafka(self._check_side_topics)
         await self._kafka(self._source.subscribe, self._on_assign, self._on_revoke, self._on_lost)
-        _log.info("member_started", topic=self._source.topic, group=self._settings.group_id)
+        _log.info(
+            "member_started",
+            topic=self._source.topic,
+            group=self._settings.group_id,
+            group_protocol=self._settings.group_protocol,
+        )
         try:
             while not stop.is_set() and self._halted is None:
                 commits, covered = self._commit_request()

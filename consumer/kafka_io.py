@@ -33,6 +33,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from consumer.config import Settings, passthrough_for
 from consumer.errors import InfrastructureError
+from consumer.group_protocol import group_protocol_config
 
 _log = structlog.get_logger("librdkafka")
 
@@ -75,11 +76,9 @@ def consumer_config(settings: Settings, *, client_id: str | None = None) -> dict
         "enable.auto.commit": False,  # we commit only settled offsets
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
         "enable.partition.eof": False,
-        # rebalances start on a heartbeat: 1 s (librdkafka: 3 s) lets a joining member get its
-        # partitions within a couple of seconds
-        "heartbeat.interval.ms": 1000,
+        # KIP-848 `consumer` (default) or `classic`: only the keys that protocol accepts
+        **group_protocol_config(settings.group_protocol),
         "logger": _LibrdkafkaLogger(),
     }
     if client_id:
@@ -411,7 +410,10 @@ def _tp(topic: str, partition: int, offset: int, metadata: str | None) -> TopicP
 
 
 def _raise_if_fatal(error: KafkaError) -> None:
-    if error.fatal():
+    # A fatal error reaches the consumer as code _FATAL, whose fatal() flag librdkafka leaves unset
+    # (seen with UNRELEASED_INSTANCE_ID: a static member's id still held by a killed predecessor
+    # under the consumer group protocol); the member must stop, not sit alive with nothing.
+    if error.fatal() or error.code() == KafkaError._FATAL:
         raise InfrastructureError(f"fatal Kafka error: {error}")
 
 

@@ -51,6 +51,15 @@ offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+# KIP-848 (`group.protocol=consumer`, on by default since Kafka 4.0: group.coordinator.rebalance.
+# protocols=classic,consumer) keeps the session timeout and heartbeat interval on the broker.
+# Here they match what the tests give classic members (6 s, 0.5 s) so a killed member's partitions
+# move within seconds; production brokers keep 45 s / 5 s or set them per group
+# (`kafka-configs --entity-type groups --add-config consumer.session.timeout.ms=...`).
+group.consumer.min.session.timeout.ms=3000
+group.consumer.session.timeout.ms=6000
+group.consumer.min.heartbeat.interval.ms=250
+group.consumer.heartbeat.interval.ms=500
 log.flush.interval.messages=1000000
 """
 
