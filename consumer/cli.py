@@ -167,7 +167,9 @@ def kafka_passthrough(role: ClientRole) -> dict[str, str]:
     help="Consumer group id.",
 )
 @click.option(
+    "--kafka-group-protocol",
     "--group-protocol",
+    "group_protocol",
     envvar="KAFKA_GROUP_PROTOCOL",
     default="consumer",
     show_default=True,

@@ -57,7 +57,6 @@ ENGINE_OWNED_KEYS: Mapping[str, str] = {
     "auto.commit.enable": "the engine commits only settled offsets",
     "enable.auto.offset.store": "the engine stores only settled offsets",
     "partition.assignment.strategy": "the engine relies on cooperative (incremental) rebalancing",
-    "group.protocol": "the engine relies on cooperative (incremental) rebalancing",
     "enable.idempotence": "side topics keep each partition's order only with idempotence",
     "acks": "side-topic writes count only once every in-sync replica has them (acks=all)",
     "request.required.acks": "side-topic writes count only once every in-sync replica has them",

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from confluent_kafka import KafkaException
 
@@ -102,7 +102,7 @@ def _set_outage(sandbox_url: str, *, on: bool) -> None:
         if on
         else {"errorRate": ERROR_RATE, "applyThenFailRate": APPLY_THEN_FAIL_RATE}
     )
-    httpx.put(f"{sandbox_url}/_admin/faults", json=faults, timeout=30).raise_for_status()
+    httpx2.put(f"{sandbox_url}/_admin/faults", json=faults, timeout=30).raise_for_status()
 
 
 class Watcher:
@@ -217,7 +217,7 @@ def test_a_member_killed_every_ten_seconds_does_not_stall_the_group(
     kills: list[float] = []  # seconds into the chaos
     backlog_at_kills: list[int] = []
     with SandboxServer(SandboxConfig(strict_orders=True, faults=FAULTS)) as sandbox:
-        with httpx.Client(timeout=30) as client:
+        with httpx2.Client(timeout=30) as client:
             seed_sandbox(sandbox.url, sim, client)
         group = make_group(
             PARTITIONS,

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-import httpx
+import httpx2
 import pytest
 from confluent_kafka import ConsumerGroupType
 
@@ -70,7 +70,7 @@ def test_members_join_a_group_of_the_chosen_protocol_share_it_and_finish_the_top
 ) -> None:
     group = make_group(PARTITIONS, sandbox.url, **env)
     sim = simulate(40, seed=81)
-    with httpx.Client(timeout=30) as client:
+    with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)
     group.publish(sim)
     group.start_member()

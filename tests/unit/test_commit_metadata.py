@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from consumer.commit_metadata import MAX_METADATA_CHARS, CommitMetadata, decode, encode
 
 keys = st.from_regex(r"[a-z][a-z0-9_]{0,7}", fullmatch=True).filter(
-    lambda k: k not in {"h", "d", "r"}
+    lambda k: k not in {"h", "d", "r", "at"}
 )
 values = st.from_regex(r"[A-Za-z0-9.:,\-]{0,12}", fullmatch=True)
 

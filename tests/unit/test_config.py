@@ -114,10 +114,17 @@ def key_file(tmp_path: Path, content: str) -> str:
         ({"fencing_lease": 0.0}, "FENCING_LEASE_SECONDS"),
         ({"fencing_lease": float("nan")}, "FENCING_LEASE_SECONDS"),
         (
-            {"fencing_lease": 6.0, "environ": {"KAFKA_SESSION_TIMEOUT_MS": "6000"}},
+            {
+                "fencing_lease": 6.0,
+                "group_protocol": "classic",
+                "environ": {"KAFKA_SESSION_TIMEOUT_MS": "6000"},
+            },
             "FENCING_LEASE_SECONDS",
         ),
-        ({"environ": {"KAFKA_SESSION_TIMEOUT_MS": "6s"}}, "KAFKA_SESSION_TIMEOUT_MS"),
+        (
+            {"group_protocol": "classic", "environ": {"KAFKA_SESSION_TIMEOUT_MS": "6s"}},
+            "KAFKA_SESSION_TIMEOUT_MS",
+        ),
     ],
     ids=case_id,
 )
@@ -131,11 +138,13 @@ def test_a_bad_setting_fails_at_start_naming_its_environment_variable(
 
 def test_the_fencing_lease_defaults_to_two_thirds_of_the_session_timeout() -> None:
     assert build().fencing_lease == pytest.approx(30.0)
-    assert build({"KAFKA_SESSION_TIMEOUT_MS": "6000"}).fencing_lease == pytest.approx(4.0)
+    classic = {"KAFKA_SESSION_TIMEOUT_MS": "6000"}
+    assert build(classic, group_protocol="classic").fencing_lease == pytest.approx(4.0)
 
 
 def test_an_explicit_fencing_lease_shorter_than_the_session_is_kept() -> None:
-    assert build({"KAFKA_SESSION_TIMEOUT_MS": "6000"}, fencing_lease=5.5).fencing_lease == 5.5
+    classic = {"KAFKA_SESSION_TIMEOUT_MS": "6000"}
+    assert build(classic, group_protocol="classic", fencing_lease=5.5).fencing_lease == 5.5
 
 
 def test_a_key_and_a_key_file_together_are_refused(tmp_path: Path) -> None:

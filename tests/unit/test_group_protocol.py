@@ -108,7 +108,6 @@ def test_librdkafka_really_refuses_the_classic_keys_under_the_consumer_protocol(
     [
         ("consumer", "KAFKA_SESSION_TIMEOUT_MS", "classic"),
         ("consumer", "KAFKA_HEARTBEAT_INTERVAL_MS", "classic"),
-        ("consumer", "KAFKA_PARTITION_ASSIGNMENT_STRATEGY", "classic"),
         ("consumer", "KAFKA_GROUP_PROTOCOL_TYPE", "classic"),
         ("classic", "KAFKA_GROUP_REMOTE_ASSIGNOR", "consumer"),
     ],
