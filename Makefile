@@ -8,7 +8,7 @@ KAFKA  := $(PY) deploy/kafka/local_kafka.py
 ORDERS ?= 2000
 MEMBERS ?= 3
 
-.PHONY: demo test test-all lint bench bench-sandbox kafka-up kafka-down clean
+.PHONY: demo test test-all lint bench bench-backlog bench-sandbox kafka-up kafka-down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ lint: $(VENV)/.installed
 ## bench: the consumer benchmark of issue #3 (5,000 orders, 12 partitions, 50 ms sandbox latency)
 bench: $(RUN)/kafka-jars
 	$(PY) bench/consumer_bench.py
+
+## bench-backlog: issue #13, one member against 1,000,000 events: events/s per 100,000 and RSS over time
+EVENTS ?= 1000000
+bench-backlog: $(RUN)/kafka-jars
+	$(PY) bench/backlog_bench.py --events $(EVENTS) --check
 
 bench-sandbox: $(VENV)/.installed
 	$(PY) bench/sandbox_bench.py

@@ -226,7 +226,7 @@ class Engine(GroupMembership):
         self.stats.records += 1
         self._metrics.record_consumed(ps.partition)
         ps.watermark.track(record.offset)
-        ps.records[record.offset] = record
+        ps.keep(record, record.offset)
         try:
             decoded = self._codec.decode(record.key, record.value)
         except BadInput as exc:

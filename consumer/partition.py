@@ -21,6 +21,7 @@ from consumer.reconcile import SuspectRange
 from consumer.watermark import OffsetWatermark
 
 R = TypeVar("R")
+_REBUILD_AFTER = 64  # records: below this a dict's table is too small to be worth rebuilding
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class PartitionState(Generic[R]):
     last_committed: int | None = None
     paused: bool = False
     revoking: bool = False
+    _peak_records: int = field(default=0, repr=False)  # since `records` was last rebuilt
 
     def __post_init__(self) -> None:
         self.lanes = PartitionLanes(self.partition, self.policy)
@@ -75,9 +77,29 @@ class PartitionState(Generic[R]):
         """The horizon to hand over on revoke: all we (or the owner before us) may have posted."""
         return self.suspect.carry(self.dispatched_max + 1)
 
+    def keep(self, record: R, offset: int) -> None:
+        """Hold `record` until it is settled (for the dead-letter and parking topics)."""
+        self.records[offset] = record
+        self._peak_records = max(self._peak_records, len(self.records))
+
     def settle(self, offset: int) -> None:
         self.records.pop(offset, None)
         self.watermark.settle(offset)
+        if not self.records and self._peak_records > _REBUILD_AFTER:
+            # the backlog is gone: a dict keeps the table it grew to, a new one starts small
+            self.records, self.attempts, self._peak_records = {}, dict(self.attempts), 0
+
+    def footprint(self) -> dict[str, int]:
+        """Entries held per structure (lanes and watermark included): what a settled partition
+        still holds is the orders parked here and nothing else."""
+        return {
+            "records": len(self.records),
+            "staged": len(self.staged),
+            "attempts": len(self.attempts),
+            "tasks": len(self.tasks),
+            **{f"lanes.{k}": v for k, v in self.lanes.footprint().items()},
+            **{f"watermark.{k}": v for k, v in self.watermark.footprint().items()},
+        }
 
     @property
     def buffered(self) -> int:
