@@ -36,6 +36,7 @@ from consumer.errors import InfrastructureError
 _log = structlog.get_logger("librdkafka")
 
 COMMITTED_ATTEMPTS = 20
+QUEUED_MAX_KBYTES = 16384
 Headers = tuple[tuple[str, bytes], ...]
 
 
@@ -76,6 +77,9 @@ def consumer_config(settings: Settings, *, client_id: str | None = None) -> dict
         # rebalances start on a heartbeat: 1 s (librdkafka: 3 s) lets a joining member get its
         # partitions within a couple of seconds
         "heartbeat.interval.ms": 1000,
+        # librdkafka prefetches up to 64 MiB by default, on top of MAX_BUFFERED_PER_PARTITION
+        # records held in Python: 16 MiB is still thousands of records ahead of the engine
+        "queued.max.messages.kbytes": QUEUED_MAX_KBYTES,
         "logger": _LibrdkafkaLogger(),
     }
     if client_id:
@@ -98,6 +102,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "heartbeat.interval.ms",
         "max.poll.interval.ms",
         "fetch.",
+        "queued.",
         "auto.offset",
     )
     config.update(
