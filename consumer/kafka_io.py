@@ -36,7 +36,15 @@ from consumer.errors import InfrastructureError
 _log = structlog.get_logger("librdkafka")
 
 COMMITTED_ATTEMPTS = 20
-QUEUED_MAX_KBYTES = 16384
+# librdkafka's defaults prefetch 64 MiB of payload (100,000 messages per partition, 50 MiB
+# fetches), held on top of the MAX_BUFFERED_PER_PARTITION records in Python and overshot several
+# times by its per-message overhead: ~65 MiB of a member's RSS with small events. These keep
+# ~15 MiB, still tens of thousands of records ahead of the engine. KAFKA_* passthrough overrides.
+PREFETCH_BOUND: dict[str, int] = {
+    "queued.max.messages.kbytes": 8192,
+    "queued.min.messages": 5000,
+    "fetch.max.bytes": 4 * 1024 * 1024,
+}
 Headers = tuple[tuple[str, bytes], ...]
 
 
@@ -77,9 +85,7 @@ def consumer_config(settings: Settings, *, client_id: str | None = None) -> dict
         # rebalances start on a heartbeat: 1 s (librdkafka: 3 s) lets a joining member get its
         # partitions within a couple of seconds
         "heartbeat.interval.ms": 1000,
-        # librdkafka prefetches up to 64 MiB by default, on top of MAX_BUFFERED_PER_PARTITION
-        # records held in Python: 16 MiB is still thousands of records ahead of the engine
-        "queued.max.messages.kbytes": QUEUED_MAX_KBYTES,
+        **PREFETCH_BOUND,
         "logger": _LibrdkafkaLogger(),
     }
     if client_id:
