@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from consumer.allocator import release_free_memory
 from consumer.aside import AsideWriter
 from consumer.breaker import CircuitBreaker
 from consumer.budget import TokenBucket
@@ -196,6 +197,7 @@ class Engine(GroupMembership):
         if now < self._next_report:
             return
         self._next_report = now + REPORT_INTERVAL_SECONDS
+        release_free_memory()  # what glibc keeps after a burst would stay RSS (allocator.py)
         _log.info(
             "member_progress",
             in_flight=self._in_flight,
