@@ -8,7 +8,7 @@ KAFKA  := $(PY) deploy/kafka/local_kafka.py
 ORDERS ?= 2000
 MEMBERS ?= 3
 
-.PHONY: demo test test-all lint bench bench-budget bench-sandbox kafka-up kafka-down clean
+.PHONY: demo test test-all lint bench bench-budget bench-backlog bench-sandbox kafka-up kafka-down clean
 
 # Test tools are the `dev` dependency group (PEP 735; pip >= 25.1, hence the upgrade first).
 # setuptools notes every editable install of a flat layout ("Editable installation. Please be
@@ -50,6 +50,11 @@ bench: $(RUN)/kafka-jars
 ## bench-budget: how the rate budget is spent (issue #10): skew, members joining, kill -9, replay
 bench-budget: $(RUN)/kafka-jars
 	$(PY) bench/budget_bench.py --scenario $(or $(SCENARIO),all)
+
+## bench-backlog: issue #13, one member against 1,000,000 events: events/s per 100,000 and RSS over time
+EVENTS ?= 1000000
+bench-backlog: $(RUN)/kafka-jars
+	$(PY) bench/backlog_bench.py --events $(EVENTS) --check
 
 bench-sandbox: $(VENV)/.installed
 	$(PY) bench/sandbox_bench.py

@@ -260,7 +260,7 @@ def kafka_passthrough(role: ClientRole) -> dict[str, str]:
     "max_buffered",
     envvar="MAX_BUFFERED_PER_PARTITION",
     type=int,
-    default=5000,
+    default=2000,
     show_default=True,
     help="Unsettled records per partition before it is paused.",
 )

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from consumer.allocator import release_free_memory
 from consumer.aside import AsideWriter
 from consumer.breaker import CircuitBreaker
 from consumer.budget import TokenBucket, in_flight_cap
@@ -297,6 +298,7 @@ class Engine(GroupMembership):
         if now < self._next_report:
             return
         self._next_report = now + REPORT_INTERVAL_SECONDS
+        release_free_memory()  # what glibc keeps after a burst would stay RSS (allocator.py)
         _log.info(
             "member_progress",
             in_flight=self._in_flight,
@@ -327,7 +329,7 @@ class Engine(GroupMembership):
         self.stats.records += 1
         self._metrics.record_consumed(ps.partition)
         ps.watermark.track(record.offset)
-        ps.records[record.offset] = record
+        ps.keep(record, record.offset)
         ps.undecoded.append(record)
         if len(ps.undecoded) == 1:  # else an earlier record waits for its schema: none overtakes it
             self._decode_waiting(ps)

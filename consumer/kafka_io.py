@@ -41,6 +41,15 @@ COMMITTED_ATTEMPTS = 20
 # how `SideTopicWriter.produce` reports a record the producer or broker refused for its size
 # (MSG_SIZE_TOO_LARGE: over message.max.bytes): making it again can never succeed
 RECORD_TOO_LARGE = "record too large"
+# librdkafka's defaults prefetch 64 MiB of payload (100,000 messages per partition, 50 MiB
+# fetches), held on top of the MAX_BUFFERED_PER_PARTITION records in Python and overshot several
+# times by its per-message overhead: ~65 MiB of a member's RSS with small events. These keep
+# ~15 MiB, still tens of thousands of records ahead of the engine. KAFKA_* passthrough overrides.
+PREFETCH_BOUND: dict[str, int] = {
+    "queued.max.messages.kbytes": 8192,
+    "queued.min.messages": 5000,
+    "fetch.max.bytes": 4 * 1024 * 1024,
+}
 Headers = tuple[tuple[str, bytes], ...]
 
 
@@ -79,6 +88,7 @@ def consumer_config(settings: Settings, *, client_id: str | None = None) -> dict
         "enable.partition.eof": False,
         # KIP-848 `consumer` (default) or `classic`: only the keys that protocol accepts
         **group_protocol_config(settings.group_protocol),
+        **PREFETCH_BOUND,
         "logger": _LibrdkafkaLogger(),
     }
     if client_id:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from consumer.events import FulfillmentEvent, ShipmentEvent, Tracking
 
+_REBUILD_AFTER = 64  # orders: below this a dict's table is too small to be worth rebuilding
+
 
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
@@ -133,6 +135,7 @@ class PartitionLanes:
         self._ready: list[tuple[int, str]] = []
         self._holds: list[tuple[float, str]] = []
         self._pending = 0
+        self._peak_orders = 0  # most orders known at once since the containers were last rebuilt
 
     # -- feeding ---------------------------------------------------------------------------
     def add(self, offset: int, event: FulfillmentEvent, *, suspect: bool = False) -> None:
@@ -141,6 +144,7 @@ class PartitionLanes:
         lane = self._lanes.get(order_id)
         if lane is None:
             lane = self._lanes[order_id] = deque()
+            self._peak_orders = max(self._peak_orders, len(self._lanes) + len(self._in_flight))
         lane.append(PendingEvent(offset, event))
         self._pending += 1
         if suspect:
@@ -179,6 +183,7 @@ class PartitionLanes:
         if self._suspect.get(batch.order_id, -1) <= batch.last_offset:
             self._suspect.pop(batch.order_id, None)
         self._make_ready(batch.order_id)
+        self._shrink_if_idle()
 
     def retry(self, batch: Batch, not_before: float, *, ambiguous: bool = False) -> None:
         """`batch` was not applied: back to the front of its lane, order held until `not_before`."""
@@ -202,15 +207,31 @@ class PartitionLanes:
         """Remove and return the order's pending events in offset order (not an in-flight batch)."""
         lane = self._lanes.pop(order_id, None)
         self._held.pop(order_id, None)
-        if lane is None:
-            return []
-        self._pending -= len(lane)
-        return list(lane)
+        if order_id not in self._in_flight:
+            self._suspect.pop(order_id, None)  # nothing of the order is left here to reconcile
+        taken = [] if lane is None else list(lane)
+        self._pending -= len(taken)
+        self._shrink_if_idle()
+        return taken
 
     def _finish(self, batch: Batch) -> None:
         if self._in_flight.get(batch.order_id) is not batch:
             raise ValueError(f"batch of {batch.order_id} at {batch.first_offset} is not in flight")
         del self._in_flight[batch.order_id]
+
+    def _shrink_if_idle(self) -> None:
+        """Once no order is pending or in flight, drop what a backlog left behind: heap entries
+        that can only be stale, and dict tables sized for the backlog (CPython never shrinks a
+        dict's table when its keys are deleted)."""
+        if self._lanes or self._in_flight:
+            return
+        self._ready = []
+        if not self._held:
+            self._holds = []
+        if self._peak_orders > _REBUILD_AFTER:
+            self._lanes, self._in_flight = {}, {}
+            self._held, self._suspect = dict(self._held), dict(self._suspect)
+        self._peak_orders = 0
 
     # -- readiness -------------------------------------------------------------------------
     def _make_ready(self, order_id: str) -> None:
@@ -267,6 +288,18 @@ class PartitionLanes:
     @property
     def orders_with_pending(self) -> int:
         return len(self._lanes)
+
+    def footprint(self) -> dict[str, int]:
+        """Entries held in each internal structure: all 0 once every order is settled."""
+        return {
+            "lanes": len(self._lanes),
+            "in_flight": len(self._in_flight),
+            "held": len(self._held),
+            "suspect": len(self._suspect),
+            "ready_heap": len(self._ready),
+            "holds_heap": len(self._holds),
+            "pending": self._pending,
+        }
 
     def in_flight_batches(self) -> list[Batch]:
         """The batches currently out, oldest first (for revoke and shutdown)."""

@@ -27,6 +27,7 @@ from consumer.lanes import Batch, CoalescingPolicy, PartitionLanes
 from consumer.watermark import OffsetWatermark
 
 R = TypeVar("R")
+_REBUILD_AFTER = 64  # records: below this a dict's table is too small to be worth rebuilding
 
 
 @dataclass(eq=False)
@@ -55,6 +56,7 @@ class PartitionState(Generic[R]):
     # after our assignment is done, every record waits here, in offset order
     bulk_held: deque[tuple[R, FulfillmentEvent]] | None = None
     bulk_coverage: Coverage | None = None
+    _peak_records: int = field(default=0, repr=False)  # since `records` was last rebuilt
 
     def __post_init__(self) -> None:
         self.lanes = PartitionLanes(self.partition, self.policy)
@@ -94,10 +96,33 @@ class PartitionState(Generic[R]):
         gone = {id(b) for b in batches}
         self.proposed = [b for b in self.proposed if id(b) not in gone]
 
+    def keep(self, record: R, offset: int) -> None:
+        """Hold `record` until it is settled (for the dead-letter and parking topics)."""
+        self.records[offset] = record
+        self._peak_records = max(self._peak_records, len(self.records))
+
     def settle(self, offset: int) -> None:
         self.records.pop(offset, None)
         self.doubt.discard(offset)
         self.watermark.settle(offset)
+        if not self.records and self._peak_records > _REBUILD_AFTER:
+            # the backlog is gone: a dict keeps the table it grew to, a new one starts small
+            self.records, self.attempts, self._peak_records = {}, dict(self.attempts), 0
+
+    def footprint(self) -> dict[str, int]:
+        """Entries held per structure (lanes and watermark included): what a settled partition
+        still holds is the orders parked here and nothing else."""
+        return {
+            "records": len(self.records),
+            "undecoded": len(self.undecoded),
+            "doubt": len(self.doubt),
+            "proposed": len(self.proposed),
+            "bulk_held": len(self.bulk_held or ()),
+            "attempts": len(self.attempts),
+            "tasks": len(self.tasks),
+            **{f"lanes.{k}": v for k, v in self.lanes.footprint().items()},
+            **{f"watermark.{k}": v for k, v in self.watermark.footprint().items()},
+        }
 
     @property
     def buffered(self) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections import deque
 
+_REBUILD_AFTER = 64  # offsets: below this a set's table is too small to be worth rebuilding
+
 
 class OffsetWatermark:
     """Tracks the offsets handed out for one partition and which of them are settled.
@@ -25,7 +27,7 @@ class OffsetWatermark:
       and never covers an unsettled offset.
     """
 
-    __slots__ = ("_committable", "_last_tracked", "_settled", "_tracked", "_unsettled")
+    __slots__ = ("_committable", "_last_tracked", "_peak", "_settled", "_tracked", "_unsettled")
 
     def __init__(self) -> None:
         self._tracked: deque[int] = deque()  # tracked, not yet below the watermark
@@ -33,6 +35,7 @@ class OffsetWatermark:
         self._settled: set[int] = set()  # settled but still in `_tracked` (behind an unsettled one)
         self._last_tracked: int | None = None
         self._committable: int | None = None
+        self._peak = 0  # most offsets tracked at once since the sets were last rebuilt
 
     def track(self, offset: int) -> None:
         """Start tracking `offset`. Raises ValueError unless it is above every tracked offset."""
@@ -43,6 +46,7 @@ class OffsetWatermark:
         self._last_tracked = offset
         self._tracked.append(offset)
         self._unsettled.add(offset)
+        self._peak = max(self._peak, len(self._tracked))
 
     def settle(self, offset: int) -> None:
         """Mark `offset` settled. Idempotent; raises ValueError for an offset never tracked.
@@ -65,6 +69,9 @@ class OffsetWatermark:
             head = tracked.popleft()
             settled.remove(head)
             self._committable = head + 1
+        if not tracked and self._peak > _REBUILD_AFTER:
+            # everything settled: sets keep the table a backlog grew them to, new ones do not
+            self._unsettled, self._settled, self._peak = set(), set(), 0
 
     def committable(self) -> int | None:
         """The offset to commit (Kafka's next offset to read); None while nothing is settled."""
@@ -82,6 +89,14 @@ class OffsetWatermark:
     def settled_ahead(self) -> frozenset[int]:
         """Settled offsets the watermark cannot pass yet (an unsettled one lies below them)."""
         return frozenset(self._settled)
+
+    def footprint(self) -> dict[str, int]:
+        """Entries held per internal structure: all 0 once every tracked offset is settled."""
+        return {
+            "tracked": len(self._tracked),
+            "unsettled": len(self._unsettled),
+            "settled": len(self._settled),
+        }
 
     @property
     def last_tracked(self) -> int | None:

@@ -308,3 +308,37 @@ def test_a_republished_event_is_never_coalesced_with_its_original(
         handed.extend(batch.event_ids)
         lanes.complete(batch)
     assert handed == ids, "every copy is handed out, in offset order"
+
+
+@given(event_streams(), st.data())
+def test_once_every_order_is_settled_or_parked_the_lanes_hold_nothing(
+    events: list[FulfillmentEvent], data: st.DataObject
+) -> None:
+    lanes = PartitionLanes(0, CoalescingPolicy(3))
+    unfed = list(enumerate(events))
+    in_flight: list[Batch] = []
+    now, rounds = 0.0, 0
+    while unfed or in_flight or lanes.pending:
+        rounds += 1
+        for offset, event in unfed[: data.draw(st.integers(min_value=0, max_value=4))]:
+            lanes.add(offset, event, suspect=data.draw(st.booleans()))
+            unfed.pop(0)
+        in_flight += lanes.next_batches(now, 3)
+        for batch in list(in_flight):
+            action = (
+                "complete"
+                if rounds > 50
+                else data.draw(st.sampled_from(["wait", "complete", "retry", "ambiguous", "park"]))
+            )
+            if action == "wait":
+                continue
+            in_flight.remove(batch)
+            if action == "complete":
+                lanes.complete(batch)
+            elif action == "park":
+                lanes.complete(batch)
+                lanes.take_order(batch.order_id)
+            else:
+                lanes.retry(batch, now + 0.5, ambiguous=action == "ambiguous")
+        now += 1.0
+    assert lanes.footprint() == dict.fromkeys(lanes.footprint(), 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -145,3 +147,18 @@ def test_last_tracked_reports_the_highest_offset() -> None:
     watermark.track(4)
     watermark.track(9)
     assert watermark.last_tracked == 9
+
+
+@given(st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=200), st.randoms())
+def test_once_every_tracked_offset_is_settled_the_watermark_holds_nothing(
+    gaps: list[int], rnd: random.Random
+) -> None:
+    w = OffsetWatermark()
+    offsets = [sum(gaps[: i + 1]) for i in range(len(gaps))]
+    for offset in offsets:
+        w.track(offset)
+    rnd.shuffle(offsets)
+    for offset in offsets:
+        w.settle(offset)
+    assert w.footprint() == {"tracked": 0, "unsettled": 0, "settled": 0}
+    assert w.committable() == max(offsets) + 1
