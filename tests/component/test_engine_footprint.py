@@ -13,21 +13,24 @@ import asyncio
 import random
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
-from consumer import membership
+from consumer import changelog, kafka_io, membership
+from consumer import engine as engine_module
 from consumer.codec import EventCodec, SchemaStore
 from consumer.config import Secret, Settings
 from consumer.delivery import Decision, Done, ParkOrder, TryLater
+from consumer.dispatch_log import DispatchLog
 from consumer.engine import Engine
 from consumer.kafka_io import Committed, SourceRecord
 from consumer.lanes import Batch, CoalescingPolicy
 from consumer.metrics import Metrics
 from consumer.partition import PartitionState
-from consumer.reconcile import SuspectRange, encode_commit_metadata
+from consumer.reconcile import encode_commit_metadata
 from consumer.warehouse.simulator import simulate
 
 PARTITIONS = 3
@@ -35,7 +38,9 @@ TOPIC = "fulfillment-events"
 
 
 class FakeSource:
-    """One member's view of a topic held in memory; the Kafka thread calls it, as in production."""
+    """One member's view of a topic held in memory; the Kafka thread calls it, as in production.
+    Commits are kept with their metadata, as the group coordinator does: the engine reads them
+    back (the demands every partition's owner published) for the budget's fair shares."""
 
     def __init__(self, records: dict[int, list[SourceRecord]]) -> None:
         self._records = records
@@ -43,6 +48,13 @@ class FakeSource:
         self._paused: set[int] = set()
         self._assigned = False
         self._on_assign: Callable[[list[int]], None] | None = None
+        # a previous owner committed nothing past 0 but may have posted everything: its dispatch
+        # log says every record is unsure, so the member reconciles all of them first
+        at_ms = int(time.time() * 1000)
+        self._committed = {
+            p: Committed(p, 0, encode_commit_metadata(len(r), at_ms, runs=f"u{len(r)}"))
+            for p, r in records.items()
+        }
         self.committed_offsets: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -71,21 +83,25 @@ class FakeSource:
             threading.Event().wait(min(timeout, 0.01))
         return out
 
-    def committed(self, partitions: list[int]) -> list[Committed]:
-        # a previous owner committed nothing past 0 but may have posted everything: every record
-        # is suspect, so the lanes mark orders to reconcile first
-        horizon = {p: encode_commit_metadata(len(self._records[p])) for p in partitions}
-        return [Committed(p, 0, horizon[p]) for p in partitions]
+    def committed(
+        self, partitions: Any, timeout: float = 10.0, attempts: int = 1
+    ) -> list[Committed]:
+        with self._lock:
+            return [self._committed[p] for p in partitions]
 
-    def end_offsets(self, partitions: list[int]) -> dict[int, int]:
+    def end_offsets(self, partitions: list[int], timeout: float = 10.0) -> dict[int, int]:
         return {p: len(self._records[p]) for p in partitions}
 
     def cached_end_offsets(self, partitions: list[int]) -> dict[int, int]:
         return self.end_offsets(partitions)
 
-    def commit(self, offsets: dict[int, int], *, metadata: Any = None, sync: bool) -> None:
+    def commit(
+        self, offsets: dict[int, int], *, metadata: Mapping[int, str] | None = None, sync: bool
+    ) -> None:
         with self._lock:
             self.committed_offsets.update(offsets)
+            for p, offset in offsets.items():
+                self._committed[p] = Committed(p, offset, (metadata or {}).get(p))
 
     def pause(self, partitions: list[int]) -> None:
         self._paused.update(partitions)
@@ -105,21 +121,31 @@ class FakeSource:
 
 
 class FakeSide:
-    """The dead-letter/parking producer: every record is acknowledged on the next poll."""
+    """The producer of the dead-letter, parking and changelog topics: every record is
+    acknowledged (at the next offset of its topic) on the next poll."""
 
     def __init__(self) -> None:
-        self._waiting: list[Callable[[str | None], None]] = []
-        self.produced = 0
+        self._waiting: list[tuple[str, Callable[[str | None], None], Callable[[int], None]]] = []
+        self.produced: dict[str, int] = {}
 
     def produce(
-        self, topic: str, key: Any, value: Any, headers: Any, on_done: Any, **_: Any
+        self,
+        topic: str,
+        key: Any,
+        value: Any,
+        headers: Any,
+        on_done: Callable[[str | None], None],
+        *,
+        partition: int | None = None,
+        landed: Callable[[int], None] | None = None,
     ) -> None:
-        self._waiting.append(on_done)
-        self.produced += 1
+        self._waiting.append((topic, on_done, landed or (lambda _offset: None)))
 
     def poll(self, timeout: float = 0.0) -> None:
         waiting, self._waiting = self._waiting, []
-        for on_done in waiting:
+        for topic, on_done, landed in waiting:
+            landed(self.produced.get(topic, 0))
+            self.produced[topic] = self.produced.get(topic, 0) + 1
             on_done(None)
 
     def flush(self, timeout: float) -> int:
@@ -129,13 +155,29 @@ class FakeSide:
 
 class FakeSender:
     """Digital River's answers: an ambiguous failure first for some orders, a permanent refusal
-    for others (the order is parked), applied otherwise."""
+    for others (the order is parked), applied otherwise. Its fulfillment listing is empty."""
 
     def __init__(self, flaky: set[str], refused: set[str]) -> None:
         self._flaky, self._refused = flaky, refused
+        self._may_act: Callable[[], bool] = lambda: True
+        self.sent_unsuspected = 0  # batches that went out without being reconciled first
+        self.sent_unfenced = 0  # batches that went out without a membership lease
+        self.listings = 0
+
+    def fence_with(self, may_act: Callable[[], bool]) -> None:
+        self._may_act = may_act
+
+    async def list_page(self, params: Mapping[str, str | int]) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        self.listings += 1
+        return {"data": [], "hasMore": False}
 
     async def send(self, batch: Batch, attempt: int) -> Decision:
         await asyncio.sleep(0)
+        if not self._may_act():
+            self.sent_unfenced += 1
+        if not batch.reconcile_first:
+            self.sent_unsuspected += 1
         if batch.order_id in self._refused:
             return ParkOrder("refused", 400, "invalid_parameter", "no", (), 0)
         if batch.order_id in self._flaky and attempt == 0:
@@ -154,8 +196,9 @@ def settings(max_buffered: int) -> Settings:
         dr_api_key=Secret("sk_test_x"),
         dr_rate_limit=1_000_000,
         dr_api_version=None,
-        dr_timeout=5,
-        schema_registry_url=None,
+        # suspect orders wait until a previous owner's POSTs can no longer land: keep it short
+        dr_timeout=0.2,
+        schema_registry=None,
         max_in_flight=16,
         max_buffered_per_partition=max_buffered,
         commit_interval=0.05,
@@ -163,7 +206,35 @@ def settings(max_buffered: int) -> Settings:
         health_port=0,
         log_format="json",
         dlq_max_ratio=0.5,
+        dedupe_topic=f"{TOPIC}.applied",
     )
+
+
+def no_broker(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """What the engine reads from or creates in Kafka besides the source, in memory: the side
+    topics (parking, changelog) exist and are empty. Any other client would fail loudly."""
+    topics: dict[str, int] = {}
+
+    def partition_count(_config: Any, topic: str, timeout: float = 10.0) -> int:
+        return topics.get(topic, 0)
+
+    def create(_config: Any, topic: str, partitions: int, *_a: Any, **_k: Any) -> None:
+        topics[topic] = partitions
+
+    def read_nothing(*_a: Any, **_k: Any) -> int:
+        return 0
+
+    def refuse(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("this test has no broker: a Kafka client was made")
+
+    for module in (engine_module, changelog):
+        monkeypatch.setattr(module, "topic_partition_count", partition_count)
+        monkeypatch.setattr(module, "create_topic", create)
+    for module in (membership, changelog):
+        monkeypatch.setattr(module, "read_side_records", read_nothing)
+    for client in ("Consumer", "Producer", "AdminClient"):
+        monkeypatch.setattr(kafka_io, client, refuse)
+    return topics
 
 
 def backlog(orders: int, seed: int) -> tuple[dict[int, list[SourceRecord]], list[str]]:
@@ -174,6 +245,8 @@ def backlog(orders: int, seed: int) -> tuple[dict[int, list[SourceRecord]], list
         p = hash(event.order_id) % PARTITIONS
         value = codec.encode_single_object(event)
         key = event.order_id.encode()
+        # produced long ago (timestamp 1 ms): a listing of Digital River cannot vouch for them,
+        # so each unsure record stays suspect and its order is reconciled first
         records[p].append(SourceRecord(TOPIC, p, len(records[p]), key, value, (), 1))
     return records, [o.id for o in sim.orders]
 
@@ -181,17 +254,17 @@ def backlog(orders: int, seed: int) -> tuple[dict[int, list[SourceRecord]], list
 def test_after_a_backlog_of_settled_orders_the_member_holds_no_per_order_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(membership, "read_side_topic", lambda *_a, **_k: [])
+    topics = no_broker(monkeypatch)
     records, orders = backlog(orders=600, seed=13)
     rng = random.Random(13)
     flaky = set(rng.sample(orders, 60))
     refused = set(rng.sample(sorted(orders), 40))  # some of them flaky first
-    source, side = FakeSource(records), FakeSide()
+    source, side, sender = FakeSource(records), FakeSide(), FakeSender(flaky, refused)
     engine = Engine(
         settings(max_buffered=200),  # smaller than a partition's backlog: pause/resume happens
         source,  # type: ignore[arg-type]
         side,  # type: ignore[arg-type]
-        lambda _budget: FakeSender(flaky, refused),  # type: ignore[arg-type,return-value]
+        lambda _budget: sender,  # type: ignore[arg-type,return-value]
         EventCodec(SchemaStore.load_default()),
         metrics=Metrics(),
         rng=random.Random(1),
@@ -220,6 +293,11 @@ def test_after_a_backlog_of_settled_orders_the_member_holds_no_per_order_state(
         assert footprint == dict.fromkeys(footprint, 0), f"partition {p} still holds {footprint}"
     assert seen["parked"] == refused, "parked orders are the only orders remembered"
     assert seen["in_flight"] == 0
+    # the scenario is the one described: every record inherited as unsure and reconciled first
+    assert sender.listings >= 1, "the unsure range was not listed"
+    assert sender.sent_unsuspected == 0, "a record went out without being reconciled first"
+    assert sender.sent_unfenced == 0, "a batch went out without a membership lease"
+    assert set(topics) == {f"{TOPIC}.applied", f"{TOPIC}.parked"}
 
 
 def test_a_partition_emptied_after_a_backlog_rebuilds_its_containers_small() -> None:
@@ -227,7 +305,7 @@ def test_a_partition_emptied_after_a_backlog_rebuilds_its_containers_small() -> 
     containers are new ones, sized for what is held now (nothing)."""
     records, _ = backlog(orders=800, seed=5)
     codec = EventCodec(SchemaStore.load_default())
-    ps = PartitionState[SourceRecord](0, CoalescingPolicy(100), None, SuspectRange(0, 0))
+    ps = PartitionState[SourceRecord](0, CoalescingPolicy(100), None, DispatchLog(0))
     empty_dict = sys.getsizeof({})
     for record in records[0]:
         ps.watermark.track(record.offset)
