@@ -240,6 +240,7 @@ class Engine(GroupMembership):
         if now < self._next_gauges:
             return
         self._next_gauges = now + 1.0
+        self._forget_finished_listings()
         self._metrics.set_in_flight(self._in_flight)
         self._metrics.set_circuit_open(self._breaker.is_open)
         ends = self._source.cached_end_offsets(list(self._partitions))
@@ -410,6 +411,22 @@ class Engine(GroupMembership):
             self._enqueue(ps, record, event)
 
     # -- bulk reconciliation (bulk_reconcile.py) -------------------------------------------
+    def _forget_finished_listings(self) -> None:
+        """A listing's event ids are needed only until every inherited unsure record of its
+        partitions has been routed: then they go, and with no partition left waiting for or
+        using a listing, the member's merged listing starts afresh (memory follows the unsure)."""
+        for ps in self._partitions.values():
+            routed = ps.watermark.last_tracked
+            done = routed is not None and routed + 1 >= ps.inherited.stop
+            if ps.bulk_coverage is not None and done:
+                ps.bulk_coverage = None
+        busy = any(
+            ps.bulk_coverage is not None or ps.bulk_held is not None
+            for ps in self._partitions.values()
+        )
+        if not busy and self._listing_task is None and self._listing.applied:
+            self._listing = FulfillmentListing()
+
     def _start_listing(self) -> None:
         """Partitions holding records for a listing get one (one at a time per member), begun
         now: after their assignment, so it sees whatever their previous owner posted."""

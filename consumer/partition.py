@@ -118,6 +118,7 @@ class PartitionState(Generic[R]):
             "doubt": len(self.doubt),
             "proposed": len(self.proposed),
             "bulk_held": len(self.bulk_held or ()),
+            "bulk_coverage": len(self.bulk_coverage.applied) if self.bulk_coverage else 0,
             "attempts": len(self.attempts),
             "tasks": len(self.tasks),
             **{f"lanes.{k}": v for k, v in self.lanes.footprint().items()},

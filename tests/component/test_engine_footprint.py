@@ -155,10 +155,11 @@ class FakeSide:
 
 class FakeSender:
     """Digital River's answers: an ambiguous failure first for some orders, a permanent refusal
-    for others (the order is parked), applied otherwise. Its fulfillment listing is empty."""
+    for others (the order is parked), applied otherwise. Its fulfillment listing names `listed`
+    (events it vouches for nothing about: their records are older than the listing's window)."""
 
-    def __init__(self, flaky: set[str], refused: set[str]) -> None:
-        self._flaky, self._refused = flaky, refused
+    def __init__(self, flaky: set[str], refused: set[str], listed: set[str]) -> None:
+        self._flaky, self._refused, self._listed = flaky, refused, listed
         self._may_act: Callable[[], bool] = lambda: True
         self.sent_unsuspected = 0  # batches that went out without being reconciled first
         self.sent_unfenced = 0  # batches that went out without a membership lease
@@ -170,7 +171,8 @@ class FakeSender:
     async def list_page(self, params: Mapping[str, str | int]) -> dict[str, Any]:
         await asyncio.sleep(0)
         self.listings += 1
-        return {"data": [], "hasMore": False}
+        metadata = {"fc_events_0": ",".join(sorted(self._listed))}
+        return {"data": [{"id": "ful_listed", "metadata": metadata}], "hasMore": False}
 
     async def send(self, batch: Batch, attempt: int) -> Decision:
         await asyncio.sleep(0)
@@ -259,7 +261,9 @@ def test_after_a_backlog_of_settled_orders_the_member_holds_no_per_order_state(
     rng = random.Random(13)
     flaky = set(rng.sample(orders, 60))
     refused = set(rng.sample(sorted(orders), 40))  # some of them flaky first
-    source, side, sender = FakeSource(records), FakeSide(), FakeSender(flaky, refused)
+    source, side, sender = FakeSource(records), FakeSide(), FakeSender(
+        flaky, refused, listed={f"evt_from_an_earlier_day_{i}" for i in range(20)}
+    )
     engine = Engine(
         settings(max_buffered=200),  # smaller than a partition's backlog: pause/resume happens
         source,  # type: ignore[arg-type]
@@ -279,6 +283,14 @@ def test_after_a_backlog_of_settled_orders_the_member_holds_no_per_order_state(
             assert not running.done(), "the member stopped early"
             assert asyncio.get_running_loop().time() < deadline, "backlog not committed in 120 s"
             await asyncio.sleep(0.02)
+        seen["listing_when_committed"] = len(engine._listing.applied)
+        settle_by = asyncio.get_running_loop().time() + 5  # housekeeping runs once a second
+        while asyncio.get_running_loop().time() < settle_by and (
+            engine._listing.applied
+            or any(any(ps.footprint().values()) for ps in engine._partitions.values())
+        ):
+            await asyncio.sleep(0.05)
+        seen["listing"] = len(engine._listing.applied)
         seen["partitions"] = {p: ps.footprint() for p, ps in engine._partitions.items()}
         seen["parked"] = {o for ps in engine._partitions.values() for o in ps.parked}
         seen["in_flight"] = engine._in_flight
@@ -293,6 +305,7 @@ def test_after_a_backlog_of_settled_orders_the_member_holds_no_per_order_state(
         assert footprint == dict.fromkeys(footprint, 0), f"partition {p} still holds {footprint}"
     assert seen["parked"] == refused, "parked orders are the only orders remembered"
     assert seen["in_flight"] == 0
+    assert seen["listing"] == 0, "the member keeps a finished listing's event ids"
     # the scenario is the one described: every record inherited as unsure and reconciled first
     assert sender.listings >= 1, "the unsure range was not listed"
     assert sender.sent_unsuspected == 0, "a record went out without being reconciled first"
