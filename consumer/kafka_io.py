@@ -331,55 +331,6 @@ class SideTopicWriter:
         return int(self._producer.flush(timeout))
 
 
-def read_side_topic(
-    config: Mapping[str, Any], topic: str, partitions: Sequence[int] | None, timeout: float = 30.0
-) -> list[tuple[bytes | None, Headers]]:
-    """Every record's key and headers in `partitions` (all when None) of a side topic, from its
-    start to the end it had when called, in offset order per partition. A missing topic is empty."""
-    reader = Consumer(
-        {
-            **config,
-            "group.id": "fc-side-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-        }
-    )
-    try:
-        meta = reader.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            return []
-        wanted = [
-            p
-            for p in (partitions if partitions is not None else meta.partitions)
-            if p in meta.partitions
-        ]
-        ends = {
-            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            for p in wanted
-        }
-        todo = {p for p, (low, high) in ends.items() if high > low}
-        reader.assign([TopicPartition(topic, p, ends[p][0]) for p in todo])
-        found: list[tuple[bytes | None, Headers]] = []
-        deadline = time.monotonic() + timeout
-        while todo and time.monotonic() < deadline:
-            for msg in reader.consume(500, 0.2):
-                if msg.error() is not None:
-                    continue
-                partition, offset = msg.partition(), msg.offset()
-                if partition not in todo or offset is None:
-                    continue
-                found.append((msg.key(), _headers(msg.headers())))
-                if offset + 1 >= ends[partition][1]:
-                    todo.discard(partition)
-        if todo:
-            raise InfrastructureError(f"could not read {topic} to its end within {timeout}s")
-        return found
-    except KafkaException as exc:
-        raise InfrastructureError(f"cannot read {topic}: {exc}") from exc
-    finally:
-        reader.close()
-
-
 def _record(msg: Message[Any, Any]) -> SourceRecord:
     kind, ts = msg.timestamp()
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
