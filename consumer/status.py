@@ -1,10 +1,11 @@
 """`fulfillment-consumer status`: one look at the group, for operators. [io]
 
 Per partition of the input topic: the group's committed offset, the end offset, the lag, the
-dispatch horizon from the commit metadata (`consumer.reconcile`) and the member that owns it.
-Records in [committed, horizon) will be reconciled with Digital River by the next owner before
-any POST; a commit without our metadata leaves the horizon unknown, and then everything up to
-the end is; a group that never committed starts fresh (`SuspectRange`, the members' own rule).
+dispatch horizon from the commit metadata (`consumer.commit_metadata`) and the member that owns
+it. The records the next owner will reconcile with Digital River before any POST are the ones
+the commit's dispatch log leaves unsure (`partition.inherited_log`, the members' own rule): a
+commit without our metadata leaves everything up to the end unsure; a group that never committed
+starts fresh.
 Plus the group's state and members, and the depth (records still held) of the dead-letter and
 parking topics.
 
@@ -27,9 +28,11 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from consumer.cli import EnvCommand, kafka_options, kafka_passthrough
+from consumer.commit_metadata import decode as decode_metadata
 from consumer.config import check_topic, passthrough_for
+from consumer.dispatch_log import UNSURE
 from consumer.errors import ConfigurationError
-from consumer.reconcile import SuspectRange, decode_commit_metadata
+from consumer.partition import inherited_log
 from consumer.replay import TIMEOUT, GroupOffsets, PartitionOffsets
 
 _COORDINATOR_MOVING = frozenset(
@@ -57,6 +60,7 @@ class PartitionStatus:
     end: int
     horizon: int | None  # None: unknown (no commit, or one without our metadata)
     owner: str | None
+    runs: str | None = None  # the commit's dispatch log (settled / unsure / never dispatched)
 
     @property
     def lag(self) -> int:
@@ -66,16 +70,24 @@ class PartitionStatus:
     @property
     def to_reconcile(self) -> int:
         """Records the next owner checks with Digital River before posting (the members' rule:
-        `SuspectRange`), up to the end offset."""
-        suspect = SuspectRange.at_assignment(self.committed, self.horizon, self.end)
-        return max(0, min(suspect.stop, self.end) - suspect.start)
+        `partition.inherited_log`), up to the end offset."""
+        inherited = inherited_log(self.committed, self.horizon, self.runs, self.end)
+        return sum(
+            max(0, min(b, self.end) - a) for a, b, kind in inherited.intervals() if kind == UNSURE
+        )
 
 
 def partition_status(offsets: PartitionOffsets, owner: str | None) -> PartitionStatus:
     """Combine the broker's offsets with the group's assignment. [pure]"""
-    horizon = None if offsets.committed is None else decode_commit_metadata(offsets.metadata)
+    found = None if offsets.committed is None else decode_metadata(offsets.metadata)
     return PartitionStatus(
-        offsets.partition, offsets.committed, offsets.low, offsets.high, horizon, owner
+        offsets.partition,
+        offsets.committed,
+        offsets.low,
+        offsets.high,
+        None if found is None else found.horizon,
+        owner,
+        None if found is None else found.runs,
     )
 
 
