@@ -54,8 +54,8 @@ from pathlib import Path
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
-from consumer.demo import create_topics, free_port, member_env, publish_events, spawn
-from consumer.warehouse.simulator import Simulation, expected_ledger, seed_sandbox, simulate
+from consumer.tools.demo import create_topics, free_port, member_env, publish_events, spawn
+from consumer.tools.warehouse.simulator import Simulation, expected_ledger, seed_sandbox, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDERS_PER_CHUNK = 20_000

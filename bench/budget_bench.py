@@ -45,11 +45,18 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from consumer.codec import encode_single_object
-from consumer.commit_metadata import decode as decode_metadata
-from consumer.demo import create_topics, free_port, member_env, reconcile, sandbox_process, spawn
-from consumer.dispatch_log import UNSURE, DispatchLog
-from consumer.warehouse.simulator import Simulation, seed_sandbox, simulate
+from consumer.codec.avro import encode_single_object
+from consumer.core.commit_metadata import decode as decode_metadata
+from consumer.core.dispatch_log import UNSURE, DispatchLog
+from consumer.tools.demo import (
+    create_topics,
+    free_port,
+    member_env,
+    reconcile,
+    sandbox_process,
+    spawn,
+)
+from consumer.tools.warehouse.simulator import Simulation, seed_sandbox, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_GROUP = {"KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500"}

@@ -41,8 +41,10 @@ from pathlib import Path
 import httpx2
 from confluent_kafka import Consumer, TopicPartition
 
-from consumer.codec import default_codec
-from consumer.demo import (
+from consumer.codec.avro import default_codec
+from consumer.core.fulfillments import MAX_EVENTS_PER_REQUEST, build_request
+from consumer.core.lanes import Batch, CoalescingPolicy, PendingEvent, leading_run
+from consumer.tools.demo import (
     create_topics,
     free_port,
     member_env,
@@ -51,9 +53,7 @@ from consumer.demo import (
     sandbox_process,
     spawn,
 )
-from consumer.fulfillments import MAX_EVENTS_PER_REQUEST, build_request
-from consumer.lanes import Batch, CoalescingPolicy, PendingEvent, leading_run
-from consumer.warehouse.simulator import Simulation, seed_sandbox, simulate
+from consumer.tools.warehouse.simulator import Simulation, seed_sandbox, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 

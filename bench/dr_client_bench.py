@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from consumer.config import Secret
-from consumer.demo import free_port, sandbox_process
-from consumer.digitalriver import DigitalRiverClient
+from consumer.config.settings import Secret
+from consumer.digitalriver.client import DigitalRiverClient
+from consumer.tools.demo import free_port, sandbox_process
 
 KEY = Secret("sk_test_bench")
 

@@ -24,22 +24,22 @@ import tracemalloc
 
 import httpx
 
-from consumer.budget import TokenBucket
-from consumer.codec import default_codec
-from consumer.config import Secret
-from consumer.delivery import FulfillmentSender
-from consumer.digitalriver import DigitalRiverClient
-from consumer.kafka_io import SourceRecord
-from consumer.lanes import Batch, CoalescingPolicy, PendingEvent
-from consumer.metrics import Metrics
-from consumer.observability import configure_logging
-from consumer.outcomes import RetryPolicy
-from consumer.partition import PartitionState
-from consumer.reconcile import SuspectRange
+from consumer.codec.avro import default_codec
+from consumer.config.settings import Secret
+from consumer.core.budget import TokenBucket
+from consumer.core.lanes import Batch, CoalescingPolicy, PendingEvent
+from consumer.core.outcomes import RetryPolicy
+from consumer.core.partition import PartitionState
+from consumer.core.reconcile import SuspectRange
+from consumer.digitalriver.client import DigitalRiverClient
+from consumer.digitalriver.delivery import FulfillmentSender
+from consumer.kafka.io import SourceRecord
+from consumer.ops.logs import configure_logging
+from consumer.ops.metrics import Metrics
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
 from consumer.sandbox.testing import TEST_KEY
-from consumer.warehouse.simulator import simulate
+from consumer.tools.warehouse.simulator import simulate
 
 KIB = 1024
 

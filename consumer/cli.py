@@ -19,78 +19,43 @@ from typing import Any
 
 import click
 import structlog
-from click.core import ParameterSource
 
-from consumer.budget import TokenBucket
-from consumer.codec import EventCodec, SchemaStore
-from consumer.config import (
+from consumer.codec.avro import EventCodec, SchemaStore
+from consumer.config.settings import (
     LOG_LEVELS,
-    ClientRole,
     Settings,
-    librdkafka_passthrough,
     load_settings,
     passthrough_for,
 )
-from consumer.delivery import FulfillmentSender
-from consumer.digitalriver import DigitalRiverClient
-from consumer.engine import Engine
-from consumer.errors import ConfigurationError, InfrastructureError
-from consumer.health import HealthServer
-from consumer.kafka_io import KafkaSource, SideTopicWriter, consumer_config, producer_config
-from consumer.metrics import Metrics
-from consumer.observability import configure_logging
-from consumer.outcomes import RetryPolicy
-from consumer.registry_options import pop_registry_settings, schema_registry_options
-from consumer.schema_registry import SchemaRegistry
+from consumer.core.budget import TokenBucket
+from consumer.core.errors import ConfigurationError, InfrastructureError
+from consumer.core.outcomes import RetryPolicy
+from consumer.digitalriver.client import DigitalRiverClient
+from consumer.digitalriver.delivery import FulfillmentSender
+from consumer.kafka.io import KafkaSource, SideTopicWriter, consumer_config, producer_config
+from consumer.kafka.schema_registry import SchemaRegistry
+from consumer.member.engine import Engine
+from consumer.ops.health import HealthServer
+from consumer.ops.logs import configure_logging
+from consumer.ops.metrics import Metrics
+from consumer.tools.options import (
+    BadSetting,
+    EnvCommand,
+    kafka_options,
+)
+from consumer.tools.registry_options import pop_registry_settings, schema_registry_options
 
 _log = structlog.get_logger("cli")
 
 _LAZY = {
-    "publish": ("consumer.warehouse.cli", "publish_command"),
-    "simulate": ("consumer.warehouse.cli", "simulate_command"),
+    "publish": ("consumer.tools.warehouse.cli", "publish_command"),
+    "simulate": ("consumer.tools.warehouse.cli", "simulate_command"),
     "sandbox": ("consumer.sandbox.cli", "sandbox_command"),
-    "demo": ("consumer.demo", "demo_command"),
-    "replay": ("consumer.replay", "replay_command"),
-    "redrive": ("consumer.redrive", "redrive_command"),
-    "status": ("consumer.status", "status_command"),
+    "demo": ("consumer.tools.demo", "demo_command"),
+    "replay": ("consumer.tools.replay", "replay_command"),
+    "redrive": ("consumer.tools.redrive", "redrive_command"),
+    "status": ("consumer.tools.status", "status_command"),
 }
-
-
-EXIT_BAD_SETTING = 2  # as click's usage errors (a bad value in the environment is one too)
-
-
-class BadSetting(click.UsageError):
-    """A setting refused at start; the message names its environment variable."""
-
-    exit_code = EXIT_BAD_SETTING
-
-    def __init__(self, error: ConfigurationError) -> None:
-        super().__init__(f"configuration: {error}")
-
-
-class EnvCommand(click.Command):
-    """A command whose options show their environment variable in --help and whose bad values
-    name that variable, not the flag, when they came from the environment (exit 2)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            if isinstance(param, click.Option) and param.envvar:
-                param.show_envvar = True
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.BadParameter as exc:
-            param = exc.param
-            if (
-                param is not None
-                and param.name is not None
-                and isinstance(param.envvar, str)
-                and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
-            ):
-                exc.param_hint = param.envvar
-            raise
 
 
 class _Commands(click.Group):
@@ -122,37 +87,6 @@ class _Commands(click.Group):
 @click.version_option(package_name="fulfillment-consumer")
 def main() -> None:
     """Warehouse shipment and cancellation events on Kafka -> Digital River fulfillments."""
-
-
-def kafka_options(fn: Any) -> Any:
-    fn = click.option(
-        "--kafka-bootstrap-servers",
-        "--bootstrap-servers",
-        "bootstrap_servers",
-        envvar="KAFKA_BOOTSTRAP_SERVERS",
-        default="127.0.0.1:9092",
-        show_default=True,
-        help="Kafka brokers. Other KAFKA_* variables go to librdkafka.",
-    )(fn)
-    fn = click.option(
-        "--fulfillment-topic",
-        "--topic",
-        "topic",
-        envvar="FULFILLMENT_TOPIC",
-        default="warehouse.fulfillment-events",
-        show_default=True,
-        help="Input topic.",
-    )(fn)
-    return fn
-
-
-def kafka_passthrough(role: ClientRole) -> dict[str, str]:
-    """The KAFKA_* passthrough of the environment for a command's `role` of client; a refused
-    variable is a configuration error (exit 2) naming it."""
-    try:
-        return passthrough_for(librdkafka_passthrough(os.environ), role)
-    except ConfigurationError as exc:
-        raise BadSetting(exc) from None
 
 
 @main.command()

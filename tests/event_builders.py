@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from hypothesis import strategies as st
 
-from consumer.events import (
+from consumer.core.events import (
     NO_TRACKING,
     CancellationEvent,
     FulfillmentEvent,

@@ -1,7 +1,7 @@
 """Hypothesis strategies for events, shared by every test that needs valid input.
 
-`valid_events()` draws events that pass `consumer.validation.validate_event` and survive the wire
-exactly: `occurred_at` is UTC with millisecond precision, the precision of the Avro field.
+`valid_events()` draws events that pass `consumer.core.validation.validate_event` and survive the
+wire exactly: `occurred_at` is UTC with millisecond precision, the precision of the Avro field.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from hypothesis import strategies as st
 
-from consumer.events import (
+from consumer.core.events import (
     CancellationEvent,
     EventKind,
     FulfillmentEvent,
@@ -18,7 +18,7 @@ from consumer.events import (
     ShipmentEvent,
     Tracking,
 )
-from consumer.validation import MAX_ITEMS, MAX_QUANTITY
+from consumer.core.validation import MAX_ITEMS, MAX_QUANTITY
 
 EVENT_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
 

@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 import httpx2
 
-from consumer.budget import TokenBucket
-from consumer.config import Secret
-from consumer.delivery import Fenced, FulfillmentSender, ParkOrder, TryLater
-from consumer.digitalriver import DigitalRiverClient
-from consumer.lanes import Batch, PendingEvent
-from consumer.metrics import Metrics
-from consumer.outcomes import RetryPolicy
+from consumer.config.settings import Secret
+from consumer.core.budget import TokenBucket
+from consumer.core.lanes import Batch, PendingEvent
+from consumer.core.outcomes import RetryPolicy
+from consumer.digitalriver.client import DigitalRiverClient
+from consumer.digitalriver.delivery import Fenced, FulfillmentSender, ParkOrder, TryLater
+from consumer.ops.metrics import Metrics
 from tests.event_builders import shipment
 
 KEY = "sk_test_FencingComponentKey"

@@ -8,13 +8,13 @@ import time
 
 import httpx2
 
-from consumer.budget import TokenBucket
-from consumer.config import Secret
-from consumer.delivery import Done, FulfillmentSender, ParkOrder
-from consumer.digitalriver import DigitalRiverClient
-from consumer.lanes import Batch, PendingEvent
-from consumer.metrics import Metrics
-from consumer.outcomes import RetryPolicy
+from consumer.config.settings import Secret
+from consumer.core.budget import TokenBucket
+from consumer.core.lanes import Batch, PendingEvent
+from consumer.core.outcomes import RetryPolicy
+from consumer.digitalriver.client import DigitalRiverClient
+from consumer.digitalriver.delivery import Done, FulfillmentSender, ParkOrder
+from consumer.ops.metrics import Metrics
 from consumer.sandbox.app import create_app
 from consumer.sandbox.config import SandboxConfig
 from consumer.sandbox.testing import TEST_KEY, sandbox_client

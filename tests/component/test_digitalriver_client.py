@@ -18,9 +18,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from consumer.config import Secret
-from consumer.digitalriver import DigitalRiverClient, FailureKind, TransportFailure
-from consumer.errors import ConfigurationError, RetryableFailure
+from consumer.config.settings import Secret
+from consumer.core.errors import ConfigurationError, RetryableFailure
+from consumer.digitalriver.client import DigitalRiverClient, FailureKind, TransportFailure
 from consumer.sandbox.app import create_app
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer

@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 import pytest
 import trustme
 
-from consumer.config import Secret
-from consumer.digitalriver import DigitalRiverClient, DrResponse, TransportFailure
-from consumer.errors import ConfigurationError
+from consumer.config.settings import Secret
+from consumer.core.errors import ConfigurationError
+from consumer.digitalriver.client import DigitalRiverClient, DrResponse, TransportFailure
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
 

@@ -19,19 +19,21 @@ from typing import Any
 
 import pytest
 
-from consumer import changelog, kafka_io, membership
-from consumer import engine as engine_module
-from consumer.codec import EventCodec, SchemaStore
-from consumer.config import Secret, Settings
-from consumer.delivery import Decision, Done, ParkOrder, TryLater
-from consumer.dispatch_log import DispatchLog
-from consumer.engine import Engine
-from consumer.kafka_io import Committed, SourceRecord
-from consumer.lanes import Batch, CoalescingPolicy
-from consumer.metrics import Metrics
-from consumer.partition import PartitionState
-from consumer.reconcile import encode_commit_metadata
-from consumer.warehouse.simulator import simulate
+from consumer.codec.avro import EventCodec, SchemaStore
+from consumer.config.settings import Secret, Settings
+from consumer.core.dispatch_log import DispatchLog
+from consumer.core.lanes import Batch, CoalescingPolicy
+from consumer.core.partition import PartitionState
+from consumer.core.reconcile import encode_commit_metadata
+from consumer.digitalriver.delivery import Decision, Done, ParkOrder, TryLater
+from consumer.kafka import changelog
+from consumer.kafka import io as kafka_io
+from consumer.kafka.io import Committed, SourceRecord
+from consumer.member import engine as engine_module
+from consumer.member import membership
+from consumer.member.engine import Engine
+from consumer.ops.metrics import Metrics
+from consumer.tools.warehouse.simulator import simulate
 
 PARTITIONS = 3
 TOPIC = "fulfillment-events"
@@ -261,8 +263,10 @@ def test_after_a_backlog_of_settled_orders_the_member_holds_no_per_order_state(
     rng = random.Random(13)
     flaky = set(rng.sample(orders, 60))
     refused = set(rng.sample(sorted(orders), 40))  # some of them flaky first
-    source, side, sender = FakeSource(records), FakeSide(), FakeSender(
-        flaky, refused, listed={f"evt_from_an_earlier_day_{i}" for i in range(20)}
+    source, side, sender = (
+        FakeSource(records),
+        FakeSide(),
+        FakeSender(flaky, refused, listed={f"evt_from_an_earlier_day_{i}" for i in range(20)}),
     )
     engine = Engine(
         settings(max_buffered=200),  # smaller than a partition's backlog: pause/resume happens

@@ -8,8 +8,8 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.health import LIVENESS_WINDOW_SECONDS, HealthServer
-from consumer.metrics import PREFIX, Metrics
+from consumer.ops.health import LIVENESS_WINDOW_SECONDS, HealthServer
+from consumer.ops.metrics import PREFIX, Metrics
 
 
 class FakeClock:

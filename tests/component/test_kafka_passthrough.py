@@ -8,7 +8,7 @@ import logging
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from consumer.config import (
+from consumer.config.settings import (
     CONSUMER_ONLY_KEYS,
     ENGINE_OWNED_KEYS,
     PRODUCER_ONLY_KEYS,

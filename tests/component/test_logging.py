@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import structlog
 
-from consumer.observability import configure_logging
+from consumer.ops.logs import configure_logging
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-from consumer.codec import EventCodec, SchemaStore
-from consumer.errors import ConfigurationError, InfrastructureError, UnknownSchema
-from consumer.events import CancellationEvent, LineQuantity
-from consumer.registry_settings import RegistrySettings, load_registry_settings
-from consumer.schema_registry import SchemaRegistry
+from consumer.codec.avro import EventCodec, SchemaStore
+from consumer.config.registry import RegistrySettings, load_registry_settings
+from consumer.core.errors import ConfigurationError, InfrastructureError, UnknownSchema
+from consumer.core.events import CancellationEvent, LineQuantity
+from consumer.kafka.schema_registry import SchemaRegistry
 from tests.registry_fake import FakeRegistry
 from tests.tls_certs import make_tls_files
 

@@ -23,8 +23,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at
     ResourceType,
 )
 
-from consumer.demo import create_topics, member_env, publish_events, start_member
-from consumer.warehouse.simulator import Simulation
+from consumer.tools.demo import create_topics, member_env, publish_events, start_member
+from consumer.tools.warehouse.simulator import Simulation
 
 FAST_GROUP = {
     # a killed member's partitions move within seconds, not the default 45 s. Classic members
@@ -137,9 +137,7 @@ class Group:
         `consumer_session_timeout_ms="45000"` for `consumer.session.timeout.ms`."""
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         entries = [
-            ConfigEntry(
-                name.replace("_", "."), value, incremental_operation=AlterConfigOpType.SET
-            )
+            ConfigEntry(name.replace("_", "."), value, incremental_operation=AlterConfigOpType.SET)
             for name, value in configs.items()
         ]
         resource = ConfigResource(ResourceType.GROUP, self.group, incremental_configs=entries)

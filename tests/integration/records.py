@@ -24,8 +24,8 @@ from confluent_kafka import (
 )
 from fastavro import parse_schema, schemaless_writer
 
-from consumer.codec import SINGLE_OBJECT_MAGIC, EventCodec, SchemaStore
-from consumer.events import FulfillmentEvent, ShipmentEvent
+from consumer.codec.avro import SINGLE_OBJECT_MAGIC, EventCodec, SchemaStore
+from consumer.core.events import FulfillmentEvent, ShipmentEvent
 
 Headers = tuple[tuple[str, bytes], ...]
 

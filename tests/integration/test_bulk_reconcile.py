@@ -18,11 +18,11 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumer.bulk_reconcile import BULK_MIN_RECORDS
-from consumer.demo import reconcile
+from consumer.core.bulk_reconcile import BULK_MIN_RECORDS
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import seed_sandbox, simulate
+from consumer.tools.demo import reconcile
+from consumer.tools.warehouse.simulator import seed_sandbox, simulate
 from tests.integration.group_harness import Group, wait_until
 from tests.integration.records import sandbox_requests
 

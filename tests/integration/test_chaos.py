@@ -25,11 +25,11 @@ from typing import Any
 import httpx2
 import pytest
 
-from consumer.demo import reconcile
-from consumer.fulfillments import event_ids_of
+from consumer.core.fulfillments import event_ids_of
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import Simulation, seed_sandbox, simulate
+from consumer.tools.demo import reconcile
+from consumer.tools.warehouse.simulator import Simulation, seed_sandbox, simulate
 from tests.event_builders import shipment
 from tests.integration.group_harness import Group, wait_until
 from tests.integration.records import (

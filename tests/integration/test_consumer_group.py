@@ -9,10 +9,10 @@ import httpx2
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from consumer.demo import reconcile
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import seed_sandbox, simulate
+from consumer.tools.demo import reconcile
+from consumer.tools.warehouse.simulator import seed_sandbox, simulate
 from tests.integration.group_harness import Group, wait_until
 
 pytestmark = pytest.mark.kafka

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Producer
 
-from consumer.changelog import HOUR_MS, AppliedLog
-from consumer.dedupe import encode_applied
-from consumer.kafka_io import SideTopicWriter
+from consumer.core.dedupe import encode_applied
+from consumer.kafka.changelog import HOUR_MS, AppliedLog
+from consumer.kafka.io import SideTopicWriter
 
 pytestmark = pytest.mark.kafka
 

@@ -13,12 +13,12 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
-from consumer.demo import reconcile
-from consumer.events import FulfillmentEvent
-from consumer.fulfillments import event_ids_of
+from consumer.core.events import FulfillmentEvent
+from consumer.core.fulfillments import event_ids_of
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import seed_sandbox, simulate
+from consumer.tools.demo import reconcile
+from consumer.tools.warehouse.simulator import seed_sandbox, simulate
 from tests.event_builders import cancellation, shipment
 from tests.integration.group_harness import Group, wait_until
 from tests.integration.records import (

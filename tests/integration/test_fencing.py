@@ -27,10 +27,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ConfigResource,
 )
 
-from consumer.demo import SANDBOX_KEY, reconcile
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import Order, OrderLine, Simulation, seed_sandbox, simulate
+from consumer.tools.demo import SANDBOX_KEY, reconcile
+from consumer.tools.warehouse.simulator import Order, OrderLine, Simulation, seed_sandbox, simulate
 from tests.event_builders import shipment
 from tests.integration.group_harness import Group, wait_until
 from tests.integration.records import (

@@ -13,7 +13,7 @@ from confluent_kafka import ConsumerGroupType
 
 from consumer.sandbox.config import SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import seed_sandbox, simulate
+from consumer.tools.warehouse.simulator import seed_sandbox, simulate
 from tests.integration.group_harness import Group, wait_until
 
 pytestmark = pytest.mark.kafka

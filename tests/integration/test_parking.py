@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from consumer.cli import main
-from consumer.fulfillments import event_ids_of
+from consumer.core.fulfillments import event_ids_of
 from consumer.sandbox.config import SandboxConfig
 from consumer.sandbox.server import SandboxServer
 from tests.event_builders import shipment

@@ -18,12 +18,12 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at
 )
 
 from consumer.cli import main
-from consumer.deadletters import REDRIVEN_HEADER
-from consumer.events import FulfillmentEvent
-from consumer.fulfillments import event_ids_of
-from consumer.redrive import mark_redriven, read_parked, read_through, republish, select
+from consumer.core.deadletters import REDRIVEN_HEADER
+from consumer.core.events import FulfillmentEvent
+from consumer.core.fulfillments import event_ids_of
 from consumer.sandbox.config import SandboxConfig
 from consumer.sandbox.server import SandboxServer
+from consumer.tools.redrive import mark_redriven, read_parked, read_through, republish, select
 from tests.event_builders import shipment
 from tests.integration.group_harness import Group, wait_until
 from tests.integration.records import (

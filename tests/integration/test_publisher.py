@@ -18,15 +18,15 @@ import pytest
 from click.testing import CliRunner, Result
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from consumer.codec import EventCodec, SchemaStore
-from consumer.config import librdkafka_passthrough
-from consumer.events import FulfillmentEvent
-from consumer.registry_settings import load_registry_settings
+from consumer.codec.avro import EventCodec, SchemaStore
+from consumer.config.registry import load_registry_settings
+from consumer.config.settings import librdkafka_passthrough
+from consumer.core.events import FulfillmentEvent
+from consumer.kafka.schema_registry import SchemaRegistry
 from consumer.sandbox.config import SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.schema_registry import SchemaRegistry
-from consumer.warehouse.cli import publish_command, simulate_command
-from consumer.warehouse.simulator import simulate, to_json_lines
+from consumer.tools.warehouse.cli import publish_command, simulate_command
+from consumer.tools.warehouse.simulator import simulate, to_json_lines
 from tests.registry_fake import FakeRegistry
 
 TopicFactory = Callable[..., str]

@@ -35,11 +35,11 @@ import httpx2
 import pytest
 from confluent_kafka import Producer
 
-from consumer.codec import encode_single_object
-from consumer.demo import Reconciliation, reconcile
+from consumer.codec.avro import encode_single_object
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import Simulation, seed_sandbox, simulate
+from consumer.tools.demo import Reconciliation, reconcile
+from consumer.tools.warehouse.simulator import Simulation, seed_sandbox, simulate
 from tests.integration.group_harness import Group, wait_until
 from tests.integration.records import admin_get, sandbox_requests
 

@@ -13,12 +13,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from consumer.cli import main
-from consumer.deadletters import REDRIVEN_HEADER, parking_headers
-from consumer.demo import create_topics, reconcile
-from consumer.reconcile import encode_commit_metadata
+from consumer.core.deadletters import REDRIVEN_HEADER, parking_headers
+from consumer.core.reconcile import encode_commit_metadata
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import seed_sandbox, simulate
+from consumer.tools.demo import create_topics, reconcile
+from consumer.tools.warehouse.simulator import seed_sandbox, simulate
 from tests.integration.group_harness import Group, wait_until
 
 pytestmark = pytest.mark.kafka

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from consumer.cli import main
-from consumer.reconcile import encode_commit_metadata
+from consumer.core.reconcile import encode_commit_metadata
 from tests.integration.group_harness import Group
 
 pytestmark = pytest.mark.kafka

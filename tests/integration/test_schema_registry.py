@@ -11,11 +11,11 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
-from consumer.codec import EventCodec, SchemaStore
-from consumer.demo import reconcile
+from consumer.codec.avro import EventCodec, SchemaStore
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import seed_sandbox, simulate
+from consumer.tools.demo import reconcile
+from consumer.tools.warehouse.simulator import seed_sandbox, simulate
 from tests.integration.group_harness import Group, wait_until
 from tests.integration.records import OutgoingRecord, produce, read_topic, sandbox_requests
 from tests.registry_fake import FakeRegistry

@@ -13,10 +13,10 @@ from click.testing import CliRunner, Result
 from confluent_kafka import Producer
 
 from consumer.cli import main
-from consumer.demo import create_topics
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
-from consumer.warehouse.simulator import seed_sandbox, simulate
+from consumer.tools.demo import create_topics
+from consumer.tools.warehouse.simulator import seed_sandbox, simulate
 from tests.integration.group_harness import Group, wait_until
 
 pytestmark = pytest.mark.kafka

@@ -7,7 +7,7 @@ import platform
 
 import pytest
 
-from consumer.allocator import release_free_memory
+from consumer.member.allocator import release_free_memory
 
 
 @pytest.mark.skipif(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.breaker import BreakerPolicy, CircuitBreaker
+from consumer.core.breaker import BreakerPolicy, CircuitBreaker
 
 POLICY = BreakerPolicy(failures_to_open=3, first_probe_after=2.0, max_probe_interval=8.0)
 

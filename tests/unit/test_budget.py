@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.budget import (
+from consumer.core.budget import (
     DRAIN_TARGET_SECONDS,
     FLOOR_FRACTION,
     MIN_RATE,

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.bulk_reconcile import (
+from consumer.core.bulk_reconcile import (
     CLOCK_SKEW_MS,
     PAGE_SIZE,
     Coverage,

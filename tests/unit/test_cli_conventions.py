@@ -10,10 +10,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from consumer.cli import EXIT_BAD_SETTING, main, run
-from consumer.redrive import redrive_command
-from consumer.replay import replay_command
-from consumer.status import status_command
+from consumer.cli import main, run
+from consumer.tools.options import EXIT_BAD_SETTING
+from consumer.tools.redrive import redrive_command
+from consumer.tools.replay import replay_command
+from consumer.tools.status import status_command
 
 TEST_KEY = "sk_test_Zq7xDistinctiveSecretValue42"
 

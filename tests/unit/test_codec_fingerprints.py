@@ -13,15 +13,15 @@ import pytest
 from fastavro.schema import fingerprint as fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from consumer.codec import EventCodec, SchemaStore
-from consumer.errors import ConfigurationError
-from consumer.events import LineQuantity, ShipmentEvent
-from consumer.schema_store import (
+from consumer.codec.avro import EventCodec, SchemaStore
+from consumer.codec.schema_store import (
     SchemaVersion,
     canonical_form,
     default_schema_files,
     rabin_fingerprint,
 )
+from consumer.core.errors import ConfigurationError
+from consumer.core.events import LineQuantity, ShipmentEvent
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schemas"
 STORE = SchemaStore.load_default()

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from consumer.schema_store import default_schema_files
+from consumer.codec.schema_store import default_schema_files
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,16 +13,16 @@ from fastavro import parse_schema, schemaless_writer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.codec import EventCodec, SchemaNotFetched, SchemaStore
-from consumer.errors import (
+from consumer.codec.avro import EventCodec, SchemaNotFetched, SchemaStore
+from consumer.core.errors import (
     BadInput,
     InfrastructureError,
     KeyMismatch,
     UndecodableRecord,
     UnknownSchema,
 )
-from consumer.events import FulfillmentEvent, LineQuantity, ShipmentEvent
-from consumer.validation import EventRuleViolation
+from consumer.core.events import FulfillmentEvent, LineQuantity, ShipmentEvent
+from consumer.core.validation import EventRuleViolation
 from tests.strategies import valid_events
 
 STORE = SchemaStore.load_default()

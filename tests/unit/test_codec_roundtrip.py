@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.codec import (
+from consumer.codec.avro import (
     DecodedEvent,
     EventCodec,
     SchemaStore,
@@ -22,9 +22,9 @@ from consumer.codec import (
     event_from_json,
     event_to_json,
 )
-from consumer.errors import UnknownSchema
-from consumer.events import FulfillmentEvent
-from consumer.schema_store import default_schema_files
+from consumer.codec.schema_store import default_schema_files
+from consumer.core.errors import UnknownSchema
+from consumer.core.events import FulfillmentEvent
 from tests.strategies import valid_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schemas"

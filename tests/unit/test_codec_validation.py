@@ -10,16 +10,16 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 
-from consumer.codec import EventCodec, SchemaStore, event_from_json
-from consumer.errors import InvalidEvent
-from consumer.events import (
+from consumer.codec.avro import EventCodec, SchemaStore, event_from_json
+from consumer.core.errors import InvalidEvent
+from consumer.core.events import (
     CancellationEvent,
     FulfillmentEvent,
     LineQuantity,
     ShipmentEvent,
     Tracking,
 )
-from consumer.validation import EventRuleViolation, validate_event
+from consumer.core.validation import EventRuleViolation, validate_event
 from tests.strategies import valid_events
 
 SHIPMENT = ShipmentEvent(

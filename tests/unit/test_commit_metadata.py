@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.commit_metadata import MAX_METADATA_CHARS, CommitMetadata, decode, encode
+from consumer.core.commit_metadata import MAX_METADATA_CHARS, CommitMetadata, decode, encode
 
 keys = st.from_regex(r"[a-z][a-z0-9_]{0,7}", fullmatch=True).filter(
     lambda k: k not in {"h", "d", "r", "at"}

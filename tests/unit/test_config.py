@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from consumer.cli import main
-from consumer.config import (
+from consumer.config.settings import (
     LIVE_RATE_LIMIT,
     TEST_RATE_LIMIT,
     Secret,
@@ -23,7 +23,7 @@ from consumer.config import (
     load_settings,
     read_api_key,
 )
-from consumer.errors import ConfigurationError
+from consumer.core.errors import ConfigurationError
 
 TEST_KEY = "sk_test_Zq7xDistinctiveSecretValue42"
 LIVE_KEY = "sk_live_Wv3yAnotherDistinctiveSecret9"
@@ -528,6 +528,8 @@ def test_every_kafka_command_refuses_an_engine_owned_key_before_connecting(comma
     result = invoke([command, "--bootstrap-servers", "127.0.0.1:1", *args], {"KAFKA_ACKS": "1"})
     assert result.exit_code == 2
     assert "KAFKA_ACKS" in result.output
+
+
 def test_the_dedupe_changelog_defaults_to_the_input_topic_with_a_suffix_and_a_week() -> None:
     settings = build()
     assert settings.dedupe_topic == "warehouse.fulfillment-events.applied"

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.deadletters import (
+from consumer.core.deadletters import (
     REDRIVE_FIRST_HEADER,
     REDRIVE_THROUGH_HEADER,
     REDRIVEN_HEADER,

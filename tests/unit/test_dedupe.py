@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.dedupe import SeenFilter, decode_applied, encode_applied
+from consumer.core.dedupe import SeenFilter, decode_applied, encode_applied
 from tests.strategies import event_ids
 
 DAY_MS = 86_400_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.dispatch_log import NEVER, SETTLED, UNSURE, DispatchLog, Kind
+from consumer.core.dispatch_log import NEVER, SETTLED, UNSURE, DispatchLog, Kind
 
 kinds: st.SearchStrategy[Kind] = st.sampled_from([SETTLED, UNSURE, NEVER])
 run_lists = st.lists(st.tuples(kinds, st.integers(min_value=1, max_value=40)), max_size=80)

@@ -12,8 +12,8 @@ from openapi_schema_validator import OAS30WriteValidator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from consumer.events import FulfillmentEvent, Tracking
-from consumer.fulfillments import (
+from consumer.core.events import FulfillmentEvent, Tracking
+from consumer.core.fulfillments import (
     MAX_EVENT_ID_CHARS,
     MAX_EVENTS_PER_REQUEST,
     METADATA_MAX_KEYS,
@@ -21,7 +21,7 @@ from consumer.fulfillments import (
     build_request,
     event_ids_of,
 )
-from consumer.lanes import Batch, CoalescingPolicy, PartitionLanes, PendingEvent
+from consumer.core.lanes import Batch, CoalescingPolicy, PartitionLanes, PendingEvent
 from tests.event_builders import TRACKINGS, cancellation, event_streams, shipment, totals
 
 ITEM_FIELDS = {"itemId", "quantity", "cancelQuantity"}

@@ -10,9 +10,7 @@ from confluent_kafka import Consumer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.demo import _protocol_line
-from consumer.errors import ConfigurationError
-from consumer.group_protocol import (
+from consumer.config.group_protocol import (
     CLASSIC_ONLY,
     CONSUMER_ONLY,
     PROTOCOLS,
@@ -22,7 +20,9 @@ from consumer.group_protocol import (
     env_name,
     group_protocol_config,
 )
-from consumer.kafka_io import consumer_config, producer_config
+from consumer.core.errors import ConfigurationError
+from consumer.kafka.io import consumer_config, producer_config
+from consumer.tools.demo import _protocol_line
 from tests.unit.test_config import TEST_KEY, build, invoke, refused
 
 FOREIGN: dict[GroupProtocol, frozenset[str]] = {"consumer": CLASSIC_ONLY, "classic": CONSUMER_ONLY}

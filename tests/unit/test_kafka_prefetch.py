@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.kafka_io import consumer_config, producer_config
+from consumer.kafka.io import consumer_config, producer_config
 from tests.unit.test_config import build
 
 

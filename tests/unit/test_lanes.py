@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.events import FulfillmentEvent, Tracking
-from consumer.lanes import Batch, CoalescingPolicy, PartitionLanes, PendingEvent, tracking_of
+from consumer.core.events import FulfillmentEvent, Tracking
+from consumer.core.lanes import Batch, CoalescingPolicy, PartitionLanes, PendingEvent, tracking_of
 from tests.event_builders import TRACKINGS, cancellation, event_streams, shipment, totals
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.lease import MembershipLease, derived_lease_seconds
+from consumer.core.lease import MembershipLease, derived_lease_seconds
 
 LENGTH = 4.0
 

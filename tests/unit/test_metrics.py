@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.metrics import DR_ERROR_CODES, PREFIX, Metrics, normalise_code
+from consumer.ops.metrics import DR_ERROR_CODES, PREFIX, Metrics, normalise_code
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 _ROW = re.compile(r"^\| `(?P<name>[a-z_]+)` \| (?P<type>\w+) \| (?P<labels>[^|]*) \|")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.outcomes import (
+from consumer.core.outcomes import (
     ALREADY_CODES,
     Applied,
     Outcome,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.oversize import (
+from consumer.core.oversize import (
     KEPT_HEADER_BYTES,
     TRUNCATED_KEY_BYTES,
     TRUNCATED_VALUE_BYTES,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.dispatch_log import NEVER, SETTLED, UNSURE, DispatchLog
-from consumer.lanes import CoalescingPolicy
-from consumer.partition import PartitionState, inherited_log
+from consumer.core.dispatch_log import NEVER, SETTLED, UNSURE, DispatchLog
+from consumer.core.lanes import CoalescingPolicy
+from consumer.core.partition import PartitionState, inherited_log
 from tests.event_builders import shipment
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.config import (
+from consumer.config.settings import (
     CONSUMER_ONLY_KEYS,
     ENGINE_OWNED_KEYS,
     MEMBERSHIP_KEYS,
@@ -15,7 +15,7 @@ from consumer.config import (
     librdkafka_passthrough,
     passthrough_for,
 )
-from consumer.errors import ConfigurationError
+from consumer.core.errors import ConfigurationError
 
 
 def variable(key: str) -> str:

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.events import FulfillmentEvent
-from consumer.fulfillments import build_request
-from consumer.lanes import Batch, PendingEvent
-from consumer.reconcile import (
+from consumer.core.events import FulfillmentEvent
+from consumer.core.fulfillments import build_request
+from consumer.core.lanes import Batch, PendingEvent
+from consumer.core.reconcile import (
     Decision,
     ReconcileResult,
     SuspectRange,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from consumer.deadletters import Headers, parking_headers, redrive_marker_headers
-from consumer.redrive import ParkedRecord, read_through, redriven_headers, select
+from consumer.core.deadletters import Headers, parking_headers, redrive_marker_headers
+from consumer.tools.redrive import ParkedRecord, read_through, redriven_headers, select
 
 
 def parked(

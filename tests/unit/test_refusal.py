@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.lanes import PendingEvent
-from consumer.refusal import SplitSearch
+from consumer.core.lanes import PendingEvent
+from consumer.core.refusal import SplitSearch
 from tests.event_builders import shipment
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.errors import ConfigurationError
-from consumer.registry_settings import load_registry_settings, mask_url
+from consumer.config.registry import load_registry_settings, mask_url
+from consumer.core.errors import ConfigurationError
 
 SECRET = "Distinctive-Registry-Secret-7q"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.replay_targets import (
+from consumer.core.replay_targets import (
     offsets_csv,
     parse_duration,
     parse_partitions,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from consumer.codec import EventCodec, SchemaStore
-from consumer.errors import ConfigurationError, InfrastructureError, UnknownSchema
-from consumer.schema_wait import SchemaFetcher
+from consumer.codec.avro import EventCodec, SchemaStore
+from consumer.core.errors import ConfigurationError, InfrastructureError, UnknownSchema
+from consumer.member.schema_wait import SchemaFetcher
 
 STORE = SchemaStore.load_default()
 SHIPMENT = dict(STORE.latest("shipment").definition)
@@ -51,9 +51,7 @@ def fetcher_for(registry: Any) -> tuple[SchemaFetcher, EventCodec, list[str | No
     return SchemaFetcher(codec, on_down=reports.append, sleep=sleep), codec, reports, sleeps
 
 
-def test_an_outage_is_retried_with_backoff_and_reported_until_the_registry_is_back() -> (
-    None
-):
+def test_an_outage_is_retried_with_backoff_and_reported_until_the_registry_is_back() -> None:
     registry = FlakyRegistry(outage=4, schemas={1: SHIPMENT})
     fetcher, codec, reports, sleeps = fetcher_for(registry)
 

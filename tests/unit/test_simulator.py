@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.codec import EventCodec, SchemaStore, event_from_json, event_to_json
-from consumer.errors import InfrastructureError
-from consumer.events import ShipmentEvent
-from consumer.warehouse.simulator import (
+from consumer.codec.avro import EventCodec, SchemaStore, event_from_json, event_to_json
+from consumer.core.errors import InfrastructureError
+from consumer.core.events import ShipmentEvent
+from consumer.tools.warehouse.simulator import (
     Simulation,
     expected_ledger,
     seed_sandbox,

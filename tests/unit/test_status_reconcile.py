@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from consumer.dispatch_log import DispatchLog
-from consumer.reconcile import encode_commit_metadata
-from consumer.replay import PartitionOffsets
-from consumer.status import partition_status
+from consumer.core.dispatch_log import DispatchLog
+from consumer.core.reconcile import encode_commit_metadata
+from consumer.tools.replay import PartitionOffsets
+from consumer.tools.status import partition_status
 
 
 def offsets(committed: int | None, metadata: str | None, end: int) -> PartitionOffsets:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.watermark import OffsetWatermark
+from consumer.core.watermark import OffsetWatermark
 
 
 @st.composite

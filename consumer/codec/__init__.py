@@ -1,0 +1,1 @@
+"""Bytes <-> events: Avro single-object encoding and Confluent framing (fastavro), schemas, JSON."""

@@ -1,0 +1,1 @@
+"""What operators watch: structured logging, Prometheus metrics, /healthz and /readyz."""
