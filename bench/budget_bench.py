@@ -59,7 +59,10 @@ from consumer.tools.demo import (
 from consumer.tools.warehouse.simulator import Simulation, seed_sandbox, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST_GROUP = {"KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500"}
+# Members use the consumer group protocol (KIP-848), which refuses session / heartbeat keys on
+# the client: the local broker's `group.consumer.*` settings give 6 s / 0.5 s instead
+# (deploy/kafka/local_kafka.py). Only a classic group needs them here.
+FAST_GROUP: dict[str, str] = {}
 
 
 # -- the world ----------------------------------------------------------------------------------
