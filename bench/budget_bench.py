@@ -7,7 +7,8 @@ Scenarios (each prints its figures; `--scenario all` runs them one after the oth
   Target: POSTs/s >= 0.9 x limit, 429s <= 1% of requests.
 - replay: a backlog is applied by one member, then the group's offsets are moved to the earliest
   by Kafka's own tool (a commit with no metadata, as `kafka-consumer-groups --reset-offsets`
-  writes), then the group runs again. Target: 0 captures, <= 1 read per 50 events.
+  writes), then the group runs again, once per `--replay-members` count (default 1 and 3).
+  Target: 0 captures, <= 1 read per 50 events.
 
 Every figure comes from the sandbox's own request log (what Digital River would have seen).
 
@@ -418,6 +419,10 @@ def _replay_once(
     ok = s.posts == 0 and reads * 50 <= events and r.duplicate_events == 0 and not r.mismatches
     print(f"[replay] reset by {tool}; {members} member(s) replay at limit {args.limit:g}")
     print(f"[replay] {s.line()}")
+    print(
+        f"[replay] settled from the applied-events changelog with no request: "
+        f"{replay.member_totals('duplicates')} of {events} events"
+    )
     print(
         f"[replay] captures {s.posts} (target 0); reads {reads} = 1 per "
         f"{events / max(1, reads):.0f} events (target <= 1 per 50); replayed in {wall:.1f} s; "
