@@ -424,8 +424,9 @@ def _replay_once(
         f"{replay.member_totals('duplicates')} of {events} events"
     )
     print(
-        f"[replay] captures {s.posts} (target 0); reads {reads} = 1 per "
-        f"{events / max(1, reads):.0f} events (target <= 1 per 50); replayed in {wall:.1f} s; "
+        f"[replay] captures {s.posts} (target 0); reads {reads} = "
+        f"{f'1 per {events / reads:.0f} events' if reads else 'none'} "
+        f"(target <= 1 per 50 events); replayed in {wall:.1f} s; "
         f"ledger mismatches {len(r.mismatches)}, duplicate events {r.duplicate_events}, "
         f"exit codes {codes} -> {'PASS' if ok else 'FAIL'}"
     )
