@@ -164,3 +164,23 @@ def decode_applied(value: bytes | None) -> tuple[str, ...]:
         return ()
     text = value[len(CHANGELOG_PREFIX) :].decode("ascii", "replace")
     return tuple(part for part in text.split(",") if part)
+
+
+OFFSETS_HEADER: Final = "fc.offsets"
+"""Changelog header: the source offsets of the value's event ids, in the same order. Records
+written before it existed have none (their ids still feed the filter; `applied_facts.py`)."""
+
+
+def encode_offsets(offsets: Iterable[int]) -> bytes:
+    return ",".join(str(o) for o in offsets).encode("ascii")
+
+
+def decode_offsets(value: bytes | None) -> tuple[int, ...] | None:
+    """The offsets a header names; None when absent or not ours (never a partial list)."""
+    if not value:
+        return None
+    try:
+        offsets = tuple(int(part) for part in value.decode("ascii").split(","))
+    except ValueError:
+        return None
+    return offsets if all(o >= 0 for o in offsets) else None

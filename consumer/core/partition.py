@@ -5,9 +5,9 @@ order, when a writer schema must be fetched from the registry). A batch the lane
 only POSTed once a commit's metadata lists its offsets as unsure (`dispatch_log.py`): until
 then it waits in `proposed`; the next synchronous commit writes the partition's dispatch log
 (settled / unsure / never dispatched past the committed offset) and the engine launches what it
-covered. So whoever
-owns the partition next — after a crash, a kill -9 or a rebalance — reconciles exactly what may
-have been posted (`inherited` on its side), settles without a request what was settled, and
+covered. So whoever owns the partition next — after a crash, a kill -9 or a rebalance —
+reconciles exactly what may have been posted (`inherited` on its side), settles without a
+request what was settled or what the applied-events changelog names exactly (`facts`), and
 posts the rest as usual; it acts on no listing before the previous owner's POSTs can no longer
 land (`listing_not_before`).
 """
@@ -19,7 +19,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from consumer.core.bulk_reconcile import BULK_MIN_RECORDS, Coverage
+from consumer.core.applied_facts import AppliedFacts, listing_needed
+from consumer.core.bulk_reconcile import Coverage
 from consumer.core.deadletters import ParkedOrder
 from consumer.core.dispatch_log import SETTLED, UNSURE, DispatchLog, Kind
 from consumer.core.events import FulfillmentEvent
@@ -56,12 +57,17 @@ class PartitionState(Generic[R]):
     # after our assignment is done, every record waits here, in offset order
     bulk_held: deque[tuple[R, FulfillmentEvent]] | None = None
     bulk_coverage: Coverage | None = None
+    # what the applied-events changelog proves applied in the inherited range (applied_facts.py):
+    # dropped once that range has been read
+    facts: AppliedFacts | None = None
     _peak_records: int = field(default=0, repr=False)  # since `records` was last rebuilt
 
     def __post_init__(self) -> None:
         self.lanes = PartitionLanes(self.partition, self.policy)
         self.last_committed = self.committed
-        if self.inherited.count(UNSURE) >= BULK_MIN_RECORDS:
+        if self.facts is not None and not self.inherited.count(UNSURE):
+            self.facts = None  # nothing inherited is unsure: nothing for them to vouch for
+        if listing_needed(self.inherited, self.facts):
             self.bulk_held = deque()
 
     def commit_offset(self) -> int | None:
@@ -119,6 +125,7 @@ class PartitionState(Generic[R]):
             "proposed": len(self.proposed),
             "bulk_held": len(self.bulk_held or ()),
             "bulk_coverage": len(self.bulk_coverage.applied) if self.bulk_coverage else 0,
+            "facts": len(self.facts or ()),
             "attempts": len(self.attempts),
             "tasks": len(self.tasks),
             **{f"lanes.{k}": v for k, v in self.lanes.footprint().items()},

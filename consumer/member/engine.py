@@ -25,6 +25,7 @@ import structlog
 
 from consumer.codec.avro import EventCodec, SchemaNotFetched
 from consumer.config.settings import Settings
+from consumer.core.applied_facts import replay_verdict
 from consumer.core.breaker import CircuitBreaker
 from consumer.core.budget import TokenBucket, in_flight_cap
 from consumer.core.bulk_reconcile import (
@@ -404,10 +405,16 @@ class Engine(GroupMembership):
             self._health.set_dependency_down("schema registry", reason)
 
     def _route(self, ps: State, record: SourceRecord, event: Any) -> None:
-        """A decoded record by what the previous owner left (partition.py): skip it, hold it
-        for a listing, classify it by the listing, or into its order's lane."""
+        """A decoded record by what the previous owner left (partition.py): settle it when the
+        changelog names it (applied_facts.py) or the previous owner settled it, hold it for a
+        listing, classify it by the listing, or into its order's lane."""
         unsure = ps.inherited.kind_at(record.offset)
-        if unsure == SETTLED:
+        redriven = header_value(record.headers, REDRIVEN_HEADER) is not None
+        if replay_verdict(unsure, event.event_id, ps.facts, redriven=redriven) == "duplicate":
+            # the applied-events changelog names this event exactly: applied, no request
+            self.stats.duplicates += 1
+            self._settle(ps, (record.offset,), "duplicate")
+        elif unsure == SETTLED:
             # the previous owner settled it past its committed offset: nothing to send
             self.stats.already_applied += 1
             self._settle(ps, (record.offset,), "already_applied")
@@ -428,6 +435,8 @@ class Engine(GroupMembership):
             done = routed is not None and routed + 1 >= ps.inherited.stop
             if ps.bulk_coverage is not None and done:
                 ps.bulk_coverage = None
+            if done:
+                ps.facts = None  # the changelog's exact facts served the inherited range
         busy = any(
             ps.bulk_coverage is not None or ps.bulk_held is not None
             for ps in self._partitions.values()
@@ -695,7 +704,8 @@ class Engine(GroupMembership):
             self._settle(ps, (e.offset for e in twice), "duplicate")
 
         ids = [e.event.event_id for e in posted + already]
-        self._applied.record(ps.partition, order_id, ids, settle)
+        offsets = [e.offset for e in posted + already]  # lets a replay settle them unread
+        self._applied.record(ps.partition, order_id, ids, settle, offsets)
 
     def _watch_outage(self, decision: Decision) -> None:
         """Feed the breaker: only answers about Digital River as a whole count."""

@@ -30,13 +30,12 @@ from consumer.core.budget import (
 )
 from consumer.core.commit_metadata import decode as decode_metadata
 from consumer.core.deadletters import Headers, ParkedOrder, header_value, parked_orders
-from consumer.core.dedupe import SeenFilter
 from consumer.core.dispatch_log import UNSURE
 from consumer.core.errors import InfrastructureError
 from consumer.core.lanes import Batch, CoalescingPolicy
 from consumer.core.partition import PartitionState, inherited_log
 from consumer.core.reconcile import encode_commit_metadata, listing_not_before
-from consumer.kafka.changelog import AppliedLog
+from consumer.kafka.changelog import AppliedLog, Restored
 from consumer.kafka.io import (
     KafkaSource,
     KafkaThread,
@@ -172,7 +171,14 @@ class GroupMembership:
         committed = self._source.committed(partitions)
         ends = self._source.end_offsets(partitions)
         parked = self._parked_at_assignment(partitions, {c.partition: c.offset for c in committed})
-        seen = self._applied.load(partitions)  # the event ids these partitions applied lately
+        # the event ids these partitions applied lately; exactly, for what may be unsure
+        # (a reset or a takeover: [committed, end)), so a replay settles them unread
+        suspect = {
+            c.partition: (c.offset, ends.get(c.partition, 0))
+            for c in committed
+            if c.offset is not None
+        }
+        seen = self._applied.load(partitions, suspect)
         self._call_loop(self._adopt(committed, ends, parked, seen)).result(timeout=30)
 
     def _parked_at_assignment(
@@ -221,7 +227,7 @@ class GroupMembership:
         committed: list[Any],
         ends: dict[int, int],
         parked: dict[int, dict[str, ParkedOrder]],
-        seen: Mapping[int, SeenFilter],
+        seen: Restored,
     ) -> None:
         self._applied.install(seen)
         for c in committed:
@@ -232,7 +238,9 @@ class GroupMembership:
                 None if found is None else found.runs,
                 ends.get(c.partition, 0),
             )
-            ps = PartitionState[SourceRecord](c.partition, self._policy, c.offset, inherited)
+            ps = PartitionState[SourceRecord](
+                c.partition, self._policy, c.offset, inherited, facts=seen.facts.get(c.partition)
+            )  # facts: what the changelog proves applied past the commit (applied_facts.py)
             if inherited.count(UNSURE):
                 # POSTs of the previous owner may still land: no listing before they cannot
                 at = None if found is None else found.at_ms

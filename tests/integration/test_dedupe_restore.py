@@ -43,9 +43,9 @@ def test_a_partition_with_100000_orders_is_restored_in_seconds_and_recognises_ev
     )
 
     started = time.monotonic()
-    filters = log.load([0, 1])
+    restored = log.load([0, 1])
     seconds = time.monotonic() - started
-    log.install(filters)
+    log.install(restored)
 
     ids = [f"evt-{o}-{e}" for o in range(0, ORDERS, 97) for e in range(EVENTS_PER_ORDER)]
     assert log.hits(1, ids) == frozenset(ids), "an applied event was not recognised"

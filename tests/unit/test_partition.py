@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumer.core.applied_facts import AppliedFacts
 from consumer.core.dispatch_log import NEVER, SETTLED, UNSURE, DispatchLog
 from consumer.core.lanes import CoalescingPolicy
 from consumer.core.partition import PartitionState, inherited_log
@@ -102,3 +103,22 @@ def test_a_new_group_starts_fresh_and_foreign_offsets_are_unsure_up_to_the_end()
     assert [tight.kind_at(o) for o in (100, 102, 103)] == [SETTLED, UNSURE, NEVER]
     garbled = inherited_log(100, 104, "s2x", 500)
     assert garbled.count(UNSURE) == 4
+
+
+def test_a_reset_range_the_changelog_vouches_for_is_not_held_for_a_listing() -> None:
+    log = DispatchLog.unsure_range(0, 500)
+    facts = AppliedFacts(0, 500)
+    facts.note(list(range(500)), [f"evt-{o}" for o in range(500)])
+    vouched = PartitionState[int](0, CoalescingPolicy(10), 0, log, facts=facts)
+    assert vouched.bulk_held is None
+    assert vouched.facts is facts
+    assert state(log).bulk_held is not None, "without the changelog the range is listed"
+
+
+def test_facts_are_not_kept_when_nothing_inherited_is_unsure() -> None:
+    facts = AppliedFacts(0, 10)
+    facts.note([3], ["evt-3"])
+    ps = PartitionState[int](
+        0, CoalescingPolicy(10), 0, DispatchLog(0, [(SETTLED, 10)]), facts=facts
+    )
+    assert ps.facts is None
