@@ -35,6 +35,7 @@ from consumer.core.bulk_reconcile import (
     iso_ms,
     window_start,
 )
+from consumer.core.commit_plan import CommitPlan, proof_commits
 from consumer.core.deadletters import (
     REDRIVEN_HEADER,
     DeadLetterGuard,
@@ -175,19 +176,20 @@ class Engine(GroupMembership):
         )
         try:
             while not stop.is_set() and self._halted is None:
-                commits, covered = self._commit_request()
+                plan = self._commit_request()
                 if self._lease.lapsed(self._clock()):
-                    commits = {**self._proof_commits(), **commits}
-                pause, resume = self._backpressure()
+                    plan = CommitPlan({**self._proof_commits(), **plan.commits}, plan.covered)
+                commits = plan.commits
+                flow = self._backpressure()
                 idle = not self._lease.valid(self._clock()) or not any(
                     ps.proposed or ps.lanes.has_work_ready(self._clock())
                     for ps in self._partitions.values()
                 )  # without a lease no work can start: no reason to spin
                 records, committed, commit_at, consume_at = await self._kafka(
-                    self._step, commits, pause, resume, IDLE_POLL_SECONDS if idle else 0.0
+                    self._step, commits, flow.pause, flow.resume, IDLE_POLL_SECONDS if idle else 0.0
                 )
                 if committed:
-                    for ps, batch in self._confirm(commits, covered):
+                    for ps, batch in self._confirm(plan):
                         self._launch(ps, batch)
                 self._renew_lease(bool(commits) and committed, commit_at, consume_at)
                 for record in records:
@@ -295,11 +297,11 @@ class Engine(GroupMembership):
     def _proof_commits(self) -> dict[int, tuple[int, str]]:
         """After the lease lapsed: commit every owned partition where it stands. The coordinator
         refuses a fenced member's commit, so only a member that still owns them gets through."""
-        return {
-            p: (offset, self._metadata(ps, offset, with_proposed=False))
-            for p, ps in self._partitions.items()
-            if not ps.revoking and (offset := ps.commit_offset()) is not None
-        }
+        return proof_commits(
+            self._partitions,
+            rate_limit=self._settings.dr_rate_limit,
+            now_ms=int(time.time() * 1000),
+        )
 
     def _maybe_report(self) -> None:
         """Every few seconds, one line per member saying where each partition stands."""

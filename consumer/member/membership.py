@@ -21,21 +21,22 @@ from typing import Any, TypeVar
 import structlog
 
 from consumer.config.settings import Settings
+from consumer.core.backpressure import FlowChange, apply_backpressure
 from consumer.core.budget import (
     TokenBucket,
     fair_shares,
     member_share,
     owned_share,
-    partition_demand,
 )
 from consumer.core.commit_metadata import decode as decode_metadata
+from consumer.core.commit_plan import CommitPlan, confirm_commits, final_commits, plan_commits
 from consumer.core.deadletters import Headers, ParkedOrder, header_value, parked_orders
 from consumer.core.dedupe import SeenFilter
 from consumer.core.dispatch_log import UNSURE
 from consumer.core.errors import InfrastructureError
 from consumer.core.lanes import Batch, CoalescingPolicy
 from consumer.core.partition import PartitionState, inherited_log
-from consumer.core.reconcile import encode_commit_metadata, listing_not_before
+from consumer.core.reconcile import listing_not_before
 from consumer.kafka.changelog import AppliedLog
 from consumer.kafka.io import (
     KafkaSource,
@@ -50,7 +51,6 @@ from consumer.ops.metrics import Metrics, SettleOutcome
 
 T = TypeVar("T")
 State = PartitionState[SourceRecord]
-Covered = dict[int, tuple[State, list[Batch]]]  # partition -> (its state, batches a commit lists)
 _log = structlog.get_logger("engine")
 LEAVE_SECONDS = 10.0
 
@@ -103,69 +103,27 @@ class GroupMembership:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._kafka_thread, fn, *args)
 
-    def _confirm(
-        self, commits: dict[int, tuple[int, str]], covered: Covered
-    ) -> list[tuple[State, Batch]]:
+    def _confirm(self, plan: CommitPlan[SourceRecord]) -> list[tuple[State, Batch]]:
         """A commit went through: remember it; the batches it listed as unsure may go now."""
-        launch: list[tuple[State, Batch]] = []
-        for p, (offset, metadata) in commits.items():
-            ps = self._partitions.get(p)
-            if ps is None:
-                continue
-            ps.last_committed = offset
-            ps.last_metadata = metadata
-            self.stats.commits += 1
-            owner, batches = covered.get(p, (None, []))
-            if owner is ps and batches:
-                ps.confirm(batches)
-                launch += [(ps, batch) for batch in batches]
+        confirmed, launch = confirm_commits(self._partitions, plan)
+        self.stats.commits += confirmed
         return launch
 
-    # -- commits and backpressure -------------------------------------------------------------
-    def _metadata(self, ps: State, offset: int, *, with_proposed: bool = True) -> str:
-        log = ps.dispatch_log(offset, with_proposed=with_proposed)
-        demand = partition_demand(ps.buffered, self._settings.dr_rate_limit)
-        # the time tells a successor when our POSTs can no longer land: only needed while
-        # something is unsure
-        at_ms = _now_ms() if log.count(UNSURE) else None
-        return encode_commit_metadata(log.stop, at_ms, demand=demand, runs=log.encode())
-
-    def _commit_request(self) -> tuple[dict[int, tuple[int, str]], Covered]:
-        """Partitions with batches waiting to be listed (now), or whose settled offset, dispatch
-        log or demand changed (periodically)."""
+    # -- commits and backpressure (decided in commit_plan.py and backpressure.py) -------------
+    def _commit_request(self) -> CommitPlan[SourceRecord]:
         now = self._clock()
         periodic = now >= self._next_commit
         if periodic:
             self._next_commit = now + self._settings.commit_interval
-        commits: dict[int, tuple[int, str]] = {}
-        covered: Covered = {}
-        for p, ps in self._partitions.items():
-            offset = ps.commit_offset()
-            if offset is None:
-                continue
-            if ps.proposed:
-                covered[p] = (ps, list(ps.proposed))
-                commits[p] = (offset, self._metadata(ps, offset))
-            elif periodic:
-                # compared with the last *confirmed* commit, so a refused one (a rebalance's
-                # ILLEGAL_GENERATION) is simply made again on the next pass; a changed log or
-                # demand is published even when the offset stands still
-                metadata = self._metadata(ps, offset)
-                if offset != ps.last_committed or metadata != ps.last_metadata:
-                    commits[p] = (offset, metadata)
-        return commits, covered
+        return plan_commits(
+            self._partitions,
+            periodic=periodic,
+            rate_limit=self._settings.dr_rate_limit,
+            now_ms=_now_ms(),
+        )
 
-    def _backpressure(self) -> tuple[list[int], list[int]]:
-        limit = self._settings.max_buffered_per_partition
-        pause, resume = [], []
-        for p, ps in self._partitions.items():
-            if not ps.paused and ps.buffered >= limit:
-                ps.paused = True
-                pause.append(p)
-            elif ps.paused and ps.buffered <= limit // 2:
-                ps.paused = False
-                resume.append(p)
-        return pause, resume
+    def _backpressure(self) -> FlowChange:
+        return apply_backpressure(self._partitions, self._settings.max_buffered_per_partition)
 
     # -- rebalances (called on the Kafka thread) ------------------------------------------------
     def _on_assign(self, partitions: list[int]) -> None:
@@ -268,13 +226,9 @@ class GroupMembership:
             if pending:
                 await asyncio.wait(pending, timeout=5)
                 _log.warning("in_flight_abandoned", count=len(pending))
-        commits: dict[int, tuple[int, str]] = {}
+        commits = final_commits(states, rate_limit=self._settings.dr_rate_limit, now_ms=_now_ms())
         for ps in states:
             self._in_flight -= len(ps.proposed)
-            offset = ps.commit_offset()
-            if offset is not None:
-                # batches still waiting for a commit never went: not unsure for the next owner
-                commits[ps.partition] = (offset, self._metadata(ps, offset, with_proposed=False))
             del self._partitions[ps.partition]
             self._applied.forget(ps.partition)
             self._metrics.forget_partition(ps.partition)
