@@ -2,11 +2,11 @@
 
 The only module that knows the order of the steps. Threads: the asyncio event loop owns every
 piece of state; one Kafka thread makes every confluent-kafka call (bridge.py). The engine is
-composed of collaborators that share what the member holds (holdings.py): the rebalancer
-(membership.py: assignment, revocation, loss, shutdown), the committer (commits.py), the budget
-share (budget_share.py), the bulk lister (listing.py), records set aside (aside.py) and progress
-output (progress.py). What to commit and what to pause are decided in the core (commit_plan.py,
-backpressure.py).
+composed of collaborators that share what the member holds (holdings.py): records in
+(intake.py), the rebalancer (membership.py: assignment, revocation, loss, shutdown), the
+committer (commits.py), the budget share (budget_share.py), the bulk lister (listing.py), records
+set aside (aside.py) and progress output (progress.py). What to commit and what to pause are
+decided in the core (commit_plan.py, backpressure.py).
 
 Guarantees carried out here (PRODUCT.md): per order one POST in flight and offset order (lanes);
 commits only over settled records (watermark), periodic while running and synchronous on revoke
