@@ -32,6 +32,7 @@ from consumer.core.errors import ConfigurationError, InfrastructureError
 from consumer.core.outcomes import RetryPolicy
 from consumer.digitalriver.client import DigitalRiverClient
 from consumer.digitalriver.delivery import FulfillmentSender
+from consumer.kafka.changelog import HOUR_MS, AppliedLog
 from consumer.kafka.io import KafkaSource, SideTopicWriter, consumer_config, producer_config
 from consumer.kafka.schema_registry import SchemaRegistry
 from consumer.member.engine import Engine
@@ -367,18 +368,26 @@ async def _run_member(settings: Settings) -> int:
             f"HEALTH_PORT: cannot listen on {settings.health_port}: {exc.strerror}"
         ) from None
     _log.info("health_listening", port=health.port)
+    reader_config = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        **passthrough_for(settings.kafka_extra, "reader"),
+    }
+    applied = AppliedLog(
+        side,
+        settings.dedupe_topic,
+        window_ms=int(settings.dedupe_window_hours * HOUR_MS),
+        reader_config=reader_config,
+    )
     engine = Engine(
         settings,
         source,
         side,
         sender,
         codec,
+        applied=applied,
         metrics=metrics,
         health=health,
-        side_reader_config={
-            "bootstrap.servers": settings.bootstrap_servers,
-            **passthrough_for(settings.kafka_extra, "reader"),
-        },
+        side_reader_config=reader_config,
         clock=loop.time,
         rng=rng,
     )

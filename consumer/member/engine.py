@@ -1,9 +1,12 @@
 """The loop: poll -> decode -> lanes -> post -> settle -> commit. [io]
 
 The only module that knows the order of the steps. Threads: the asyncio event loop owns every
-piece of state; one Kafka thread makes every confluent-kafka call (consume, commit, pause, poll
-the producer). Rebalance callbacks run on the Kafka thread inside `consume()` and hand the work
-to the loop, waiting for it (bounded by the drain timeout) before the partitions go.
+piece of state; one Kafka thread makes every confluent-kafka call (bridge.py). The engine is
+composed of collaborators that share what the member holds (holdings.py): records in
+(intake.py), the rebalancer (membership.py: assignment, revocation, loss, shutdown), the
+committer (commits.py), the budget share (budget_share.py), the bulk lister (listing.py), records
+set aside (aside.py) and progress output (progress.py). What to commit and what to pause are
+decided in the core (commit_plan.py, backpressure.py).
 
 Guarantees carried out here (PRODUCT.md): per order one POST in flight and offset order (lanes);
 commits only over settled records (watermark), periodic while running and synchronous on revoke
@@ -23,31 +26,23 @@ from typing import Any
 
 import structlog
 
-from consumer.codec.avro import EventCodec, SchemaNotFetched
+from consumer.codec.avro import EventCodec
 from consumer.config.settings import Settings
 from consumer.core.applied_facts import replay_verdict
+from consumer.core.backpressure import apply_backpressure
 from consumer.core.breaker import CircuitBreaker
 from consumer.core.budget import TokenBucket, in_flight_cap
-from consumer.core.bulk_reconcile import (
-    HOLD_SECONDS,
-    Coverage,
-    FulfillmentListing,
-    classify,
-    iso_ms,
-    window_start,
-)
+from consumer.core.bulk_reconcile import Coverage, classify
+from consumer.core.commit_plan import Commits
 from consumer.core.deadletters import (
     REDRIVEN_HEADER,
-    DeadLetterGuard,
     ParkedOrder,
     header_value,
     unparks,
 )
 from consumer.core.dispatch_log import SETTLED, UNSURE
-from consumer.core.errors import BadInput, ConfigurationError, RetryableFailure, UnknownSchema
 from consumer.core.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.core.lanes import Batch, CoalescingPolicy, PendingEvent
-from consumer.core.lease import MembershipLease
 from consumer.digitalriver.delivery import (
     Decision,
     Done,
@@ -57,35 +52,35 @@ from consumer.digitalriver.delivery import (
     ParkOrder,
     TryLater,
 )
-from consumer.kafka.changelog import HOUR_MS, AppliedLog
-from consumer.kafka.io import (
-    KafkaSource,
-    KafkaThread,
-    SideTopicWriter,
-    SourceRecord,
-    create_topic,
-    topic_partition_count,
-)
-from consumer.member.allocator import release_free_memory
+from consumer.kafka.changelog import AppliedLog
+from consumer.kafka.io import KafkaSource, KafkaThread, SideTopicWriter, SourceRecord
 from consumer.member.aside import AsideWriter
-from consumer.member.membership import EngineStats, GroupMembership, State
-from consumer.member.schema_wait import SchemaFetcher
+from consumer.member.bridge import ThreadBridge
+from consumer.member.budget_share import BudgetShare
+from consumer.member.commits import Committer
+from consumer.member.fencing import Fencing
+from consumer.member.holdings import EngineStats, Holdings, State
+from consumer.member.intake import RecordIntake
+from consumer.member.listing import BulkLister
+from consumer.member.membership import Rebalancer
+from consumer.member.progress import ProgressReport
+from consumer.member.stop import EXIT_CONFIGURATION, WorkStop
 from consumer.ops.health import HealthServer
 from consumer.ops.metrics import Metrics, SettleOutcome
 
 _log = structlog.get_logger("engine")
 CONSUME_BATCH = 500
 IDLE_POLL_SECONDS = 0.05
-REPORT_INTERVAL_SECONDS = 10.0
 FENCED_RETRY_SECONDS = 0.5  # a batch stopped by the lease waits at least this long
-EXIT_OK = 0
-EXIT_CONFIGURATION = 3  # Digital River (or the schema registry) refused us: fix settings, not data
-EXIT_DEAD_LETTER_LIMIT = 4  # most recent records were bad: a producer or schema deploy is wrong
 
 
-class Engine(GroupMembership):
+class Engine:
     """One consumer-group member. `run()` returns EXIT_OK, or why it stopped early:
-    EXIT_CONFIGURATION (Digital River refused the key) or EXIT_DEAD_LETTER_LIMIT."""
+    EXIT_CONFIGURATION (Digital River refused the key) or EXIT_DEAD_LETTER_LIMIT.
+
+    Built from adapters (cli.py wires the real ones): the source and side topics, the applied
+    events' changelog, a Digital River sender made for the member's token bucket, the codec.
+    """
 
     def __init__(
         self,
@@ -95,6 +90,7 @@ class Engine(GroupMembership):
         sender_factory: Callable[[TokenBucket], FulfillmentSender],
         codec: EventCodec,
         *,
+        applied: AppliedLog,
         metrics: Metrics,
         health: HealthServer | None = None,
         side_reader_config: Mapping[str, Any] | None = None,
@@ -105,69 +101,104 @@ class Engine(GroupMembership):
         self._settings = settings
         self._source = source
         self._side = side
-        self._codec = codec
+        self._applied = applied
+        self._metrics = metrics
+        self._health = health
         self._clock = clock
         self._rng = rng or random.Random()
-        self._policy = CoalescingPolicy(max_events=min(max_events_per_post, MAX_EVENTS_PER_REQUEST))
         self._budget = TokenBucket(
             rate=settings.dr_rate_limit, burst=max(1.0, settings.dr_rate_limit / 10)
         )
         self._sender = sender_factory(self._budget)
-        self._partitions: dict[int, State] = {}
-        self._total_partitions = 0
-        self._in_flight = 0
-        self._halted: str | None = None
-        self._exit_code = EXIT_OK
-        self._metrics = metrics
-        self._health = health
+        self._stop = WorkStop(health)
         self._breaker = CircuitBreaker()
         self._probe: asyncio.Task[None] | None = None
         self._probe_batch: Batch | None = None  # a probe proposed, waiting for its commit
-        self._lease = MembershipLease(settings.fencing_lease)
-        self._lease_was_valid = False
+        self._lease = Fencing(settings.fencing_lease)
         self._sender.fence_with(lambda: self._lease.valid(self._clock()))
-        self._guard = DeadLetterGuard(max_ratio=settings.dlq_max_ratio)
-        self._next_gauges = 0.0
+        # what the member holds, and the collaborators that share it
+        self._held = Holdings()
+        self._partitions = self._held.partitions
+        self.stats = EngineStats()
+        self._bridge = ThreadBridge(KafkaThread())
         self._aside = AsideWriter(
             side,
             dlq_topic=settings.dlq_topic,
             parking_topic=settings.parking_topic,
             metrics=metrics,
             settle=lambda ps, offset, outcome: self._settle(ps, (offset,), outcome),
-            owned=lambda ps: self._partitions.get(ps.partition) is ps,
+            owned=self._held.owns,
             landed=self._parked_landed,
         )
-        self._side_reader_config = side_reader_config or {
-            "bootstrap.servers": settings.bootstrap_servers
-        }
-        self._schemas = SchemaFetcher(codec, on_down=self._registry_down, rng=self._rng)
-        self._schema_tasks: set[asyncio.Task[None]] = set()
-        self._applied = AppliedLog(
-            side,
-            settings.dedupe_topic,
-            window_ms=int(settings.dedupe_window_hours * HOUR_MS),
-            reader_config=self._side_reader_config,
+        self._committer = Committer(settings, source, self._held, self.stats, clock=clock)
+        self._shares = BudgetShare(
+            settings,
+            source,
+            self._budget,
+            held=self._held,
+            bridge=self._bridge,
+            metrics=metrics,
+            clock=clock,
         )
-        self._kafka_thread = KafkaThread()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._next_commit = 0.0
-        self._demands: dict[int, float] = {}
-        self._listing = FulfillmentListing()
-        self._listing_task: asyncio.Task[None] | None = None
-        self._listing_not_before = 0.0
-        self._listing_hold_until: float | None = None
-        self._next_share = 0.0
-        self._next_report = 0.0
-        self.stats = EngineStats()
+        self._lister = BulkLister(
+            self._held,
+            self.stats,
+            self._sender.list_page,
+            route=self._route,
+            dispatch=self._dispatch_all,
+            refused=self._stop.refused,
+            clock=clock,
+        )
+        self._rebalancer = Rebalancer(
+            settings,
+            source,
+            side,
+            held=self._held,
+            stats=self.stats,
+            bridge=self._bridge,
+            committer=self._committer,
+            budget=self._shares,
+            lister=self._lister,
+            applied=applied,
+            metrics=metrics,
+            policy=CoalescingPolicy(max_events=min(max_events_per_post, MAX_EVENTS_PER_REQUEST)),
+            side_reader_config=side_reader_config
+            or {"bootstrap.servers": settings.bootstrap_servers},
+            clock=clock,
+            joined=self._stop.joined,
+        )
+        self._intake = RecordIntake(
+            self._held,
+            self.stats,
+            codec,
+            self._aside,
+            max_bad_ratio=settings.dlq_max_ratio,
+            metrics=metrics,
+            health=health,
+            rng=self._rng,
+            route=self._route,
+            stop=self._stop,
+        )
+        self._progress = ProgressReport(
+            self._held, self.stats, source, metrics, self._breaker, clock=clock
+        )
+
+    @property
+    def _in_flight(self) -> int:
+        """Batches out or proposed over every partition (holdings.py)."""
+        return self._held.in_flight
+
+    @_in_flight.setter
+    def _in_flight(self, count: int) -> None:
+        self._held.in_flight = count
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> int:
-        self._loop = asyncio.get_running_loop()
-        self._aside.bind(self._loop)
-        self._applied.bind(self._loop)
-        self._total_partitions = await self._kafka(self._source.partition_count)
-        await self._kafka(self._check_side_topics)
-        await self._kafka(self._source.subscribe, self._on_assign, self._on_revoke, self._on_lost)
+        loop = asyncio.get_running_loop()
+        self._bridge.bind(loop)
+        self._aside.bind(loop)
+        self._applied.bind(loop)
+        await self._rebalancer.join()
         _log.info(
             "member_started",
             topic=self._source.topic,
@@ -175,66 +206,61 @@ class Engine(GroupMembership):
             group_protocol=self._settings.group_protocol,
         )
         try:
-            while not stop.is_set() and self._halted is None:
-                commits, covered = self._commit_request()
+            while not stop.is_set() and not self._stop.stopped:
+                plan = self._committer.plan()
                 if self._lease.lapsed(self._clock()):
-                    commits = {**self._proof_commits(), **commits}
-                pause, resume = self._backpressure()
+                    plan = self._committer.with_proof(plan)
+                flow = apply_backpressure(
+                    self._partitions, self._settings.max_buffered_per_partition
+                )
                 idle = not self._lease.valid(self._clock()) or not any(
                     ps.proposed or ps.lanes.has_work_ready(self._clock())
                     for ps in self._partitions.values()
                 )  # without a lease no work can start: no reason to spin
-                records, committed, commit_at, consume_at = await self._kafka(
-                    self._step, commits, pause, resume, IDLE_POLL_SECONDS if idle else 0.0
+                records, committed, commit_at, consume_at = await self._bridge.kafka(
+                    self._step,
+                    plan.commits,
+                    flow.pause,
+                    flow.resume,
+                    IDLE_POLL_SECONDS if idle else 0.0,
                 )
                 if committed:
-                    for ps, batch in self._confirm(commits, covered):
+                    for ps, batch in self._committer.confirm(plan):
                         self._launch(ps, batch)
-                self._renew_lease(bool(commits) and committed, commit_at, consume_at)
+                proven = bool(plan.commits) and committed
+                self._lease.renew(proven, commit_at, consume_at, self._clock())
                 for record in records:
-                    self._accept(record)
-                self._start_listing()
+                    self._intake.accept(record)
+                if not self._stop.stopped:
+                    self._lister.start()
                 self._dispatch_all()
-                await self._share_budget()
-                self._maybe_report()
-                self._publish_gauges()
+                await self._shares.share()
+                self._progress.report()
+                self._lister.forget_finished()
+                self._progress.gauges()
                 if self._health is not None:
                     self._health.mark_alive()
         finally:
-            for task in self._schema_tasks:
-                task.cancel()  # records waiting for a schema stay unsettled: read again next time
-            await self._shutdown()
-        return self._exit_code
+            self._intake.close()
+            await self._rebalancer.shutdown()
+        return self._stop.exit_code
 
-    def _check_side_topics(self) -> None:
-        """Kafka thread, at start: partition p of the parking and changelog topics holds what
-        source partition p parked / applied, so they need at least the input's partitions."""
-        self._applied.ensure_topic(self._source.topic, self._total_partitions)
-        parking = self._settings.parking_topic
-        found = topic_partition_count(self._side_reader_config, parking)
-        if found == 0:
-            create_topic(self._side_reader_config, parking, self._total_partitions, {})
-        elif found < self._total_partitions:
-            raise ConfigurationError(
-                f"{parking} has {found} partitions, fewer than the {self._total_partitions} of "
-                f"{self._source.topic}: partition p of it holds what source partition p parked; "
-                "add partitions to it (kafka-topics --alter --partitions) or name another topic",
-                setting="PARKING_TOPIC",
-            )
+    def _step(
+        self, commits: Commits, pause: list[int], resume: list[int], timeout: float
+    ) -> tuple[list[SourceRecord], bool, float, float]:
+        """Kafka thread: commit (sync), pause/resume, deliver producer callbacks, consume. Also
+        when the commit and the consume started: what the membership lease may count from."""
+        commit_at = self._clock()
+        ok = self._committer.commit_now(commits, "running")
+        self._source.pause(pause)
+        self._source.resume(resume)
+        self._side.poll(0)
+        consume_at = self._clock()
+        return self._source.consume(CONSUME_BATCH, timeout), ok, commit_at, consume_at
 
     def _halt(self, reason: str, exit_code: int) -> None:
         """Stop work: nothing more is dispatched; the loop ends and shuts down cleanly."""
-        if self._halted is not None:
-            return
-        self._halted, self._exit_code = reason, exit_code
-        if exit_code == EXIT_CONFIGURATION:
-            _log.error("member_stopped_by_configuration", reason=reason)
-            if self._health is not None:
-                self._health.fail_configuration(reason)
-        else:
-            _log.error("member_stopped", reason=reason)
-            if self._health is not None:
-                self._health.set_ready(False, reason)
+        self._stop.stop(reason, exit_code)
 
     def _parked_landed(self, ps: State, order_id: str, offset: int) -> None:
         """A parked record of `order_id` is in the parking topic at `offset`."""
@@ -244,166 +270,7 @@ class Engine(GroupMembership):
                 known, last_offset=max(known.last_offset, offset), unacked=max(0, known.unacked - 1)
             )
 
-    def _publish_gauges(self) -> None:
-        now = self._clock()
-        if now < self._next_gauges:
-            return
-        self._next_gauges = now + 1.0
-        self._forget_finished_listings()
-        self._metrics.set_in_flight(self._in_flight)
-        self._metrics.set_circuit_open(self._breaker.is_open)
-        ends = self._source.cached_end_offsets(list(self._partitions))
-        wall_ms = time.time() * 1000
-        for p, ps in self._partitions.items():
-            oldest = ps.watermark.oldest_unsettled()
-            record = ps.records.get(oldest) if oldest is not None else None
-            age = 0.0
-            if record is not None and record.timestamp_ms is not None:
-                age = max(0.0, (wall_ms - record.timestamp_ms) / 1000)
-            self._metrics.set_partition(p, ps.last_committed, ends.get(p), age, ps.paused)
-
-    def _step(
-        self,
-        commits: dict[int, tuple[int, str]],
-        pause: list[int],
-        resume: list[int],
-        timeout: float,
-    ) -> tuple[list[SourceRecord], bool, float, float]:
-        """Kafka thread: commit (sync), pause/resume, deliver producer callbacks, consume. Also
-        when the commit and the consume started: what the membership lease may count from."""
-        commit_at = self._clock()
-        ok = self._commit_now(commits, "running")
-        self._source.pause(pause)
-        self._source.resume(resume)
-        self._side.poll(0)
-        consume_at = self._clock()
-        return self._source.consume(CONSUME_BATCH, timeout), ok, commit_at, consume_at
-
-    # -- fencing -------------------------------------------------------------------------------
-    def _renew_lease(self, proven: bool, commit_at: float, consume_at: float) -> None:
-        """An accepted commit proves membership; a consume only renews a lease still running."""
-        if proven:
-            self._lease.proven(commit_at)
-        self._lease.heard(consume_at)
-        valid = self._lease.valid(self._clock())
-        if valid != self._lease_was_valid:
-            self._lease_was_valid = valid
-            if valid:
-                _log.info("membership_lease_confirmed", lease_seconds=self._lease.length)
-            else:
-                _log.warning("membership_lease_lapsed", lease_seconds=self._lease.length)
-
-    def _proof_commits(self) -> dict[int, tuple[int, str]]:
-        """After the lease lapsed: commit every owned partition where it stands. The coordinator
-        refuses a fenced member's commit, so only a member that still owns them gets through."""
-        return {
-            p: (offset, self._metadata(ps, offset, with_proposed=False))
-            for p, ps in self._partitions.items()
-            if not ps.revoking and (offset := ps.commit_offset()) is not None
-        }
-
-    def _maybe_report(self) -> None:
-        """Every few seconds, one line per member saying where each partition stands."""
-        now = self._clock()
-        if now < self._next_report:
-            return
-        self._next_report = now + REPORT_INTERVAL_SECONDS
-        release_free_memory()  # what glibc keeps after a burst would stay RSS (allocator.py)
-        _log.info(
-            "member_progress",
-            in_flight=self._in_flight,
-            settled=self.stats.events_settled,
-            posts=self.stats.posts,
-            reads=self.stats.reads,
-            partitions={
-                p: {
-                    "committed": ps.last_committed,
-                    "oldest_unsettled": ps.watermark.oldest_unsettled(),
-                    "proposed": len(ps.proposed),
-                    "pending": ps.lanes.pending,
-                    "in_flight": ps.lanes.in_flight,
-                    "paused": ps.paused,
-                }
-                for p, ps in sorted(self._partitions.items())
-            },
-        )
-
-    # -- records in ----------------------------------------------------------------------------
-    def _accept(self, record: SourceRecord) -> None:
-        ps = self._partitions.get(record.partition)
-        if ps is None or ps.revoking:
-            return  # not ours any more: the next owner reads it from the committed offset
-        last = ps.watermark.last_tracked
-        if last is not None and record.offset <= last:
-            return
-        self.stats.records += 1
-        self._metrics.record_consumed(ps.partition)
-        ps.watermark.track(record.offset)
-        ps.keep(record, record.offset)
-        ps.undecoded.append(record)
-        if len(ps.undecoded) == 1:  # else an earlier record waits for its schema: none overtakes it
-            self._decode_waiting(ps)
-
-    def _decode_waiting(self, ps: State) -> None:
-        """Decode `ps.undecoded` in offset order, up to a record whose writer schema must be
-        fetched first: it and every later record of the partition wait for `_fetch_schema`."""
-        while ps.undecoded and self._halted is None:
-            record = ps.undecoded[0]
-            try:
-                decoded = self._codec.decode(record.key, record.value)
-            except SchemaNotFetched as missing:
-                task = asyncio.create_task(self._fetch_schema(ps, missing.schema_id))
-                self._schema_tasks.add(task)
-                task.add_done_callback(self._schema_tasks.discard)
-                return
-            except BadInput as exc:
-                ps.undecoded.popleft()
-                self._bad_input(ps, record, exc)
-                continue
-            ps.undecoded.popleft()
-            self._guard.record(bad=False)
-            self._metrics.record_decoded(ps.partition)
-            self._route(ps, record, decoded.event)
-
-    def _bad_input(self, ps: State, record: SourceRecord, exc: BadInput) -> None:
-        self._guard.record(bad=True)
-        if self._guard.exceeded():
-            self._halt(
-                f"dead-letter limit: {self._guard.bad_in_window} of the last "
-                f"{self._guard.window_size} records were bad (DLQ_MAX_RATIO="
-                f"{self._guard.max_ratio}); nothing more is dead-lettered",
-                EXIT_DEAD_LETTER_LIMIT,
-            )
-            return
-        self.stats.dead_lettered += 1
-        self._aside.dead_letter(ps, record, exc)
-
-    async def _fetch_schema(self, ps: State, schema_id: int) -> None:
-        """Fetch the schema the first waiting record needs (through registry outages), then
-        decode on. An id the registry does not have dead-letters that record."""
-
-        def owned() -> bool:
-            return self._partitions.get(ps.partition) is ps and not ps.revoking
-
-        try:
-            if not await self._schemas.fetch(schema_id, wanted=owned):
-                return  # the partition went away; the next owner reads its records again
-        except UnknownSchema as exc:
-            if owned() and ps.undecoded:
-                self._bad_input(ps, ps.undecoded.popleft(), exc)
-        except ConfigurationError as exc:
-            self._halt(str(exc), EXIT_CONFIGURATION)
-            return
-        except Exception:
-            _log.exception("schema_fetch_crashed", partition=ps.partition, schema_id=schema_id)
-            await asyncio.sleep(1.0)
-        if owned():
-            self._decode_waiting(ps)
-
-    def _registry_down(self, reason: str | None) -> None:
-        if self._health is not None:
-            self._health.set_dependency_down("schema registry", reason)
-
+    # -- records in (decoded by intake.py) ----------------------------------------------------
     def _route(self, ps: State, record: SourceRecord, event: Any) -> None:
         """A decoded record by what the previous owner left (partition.py): settle it when the
         changelog names it (applied_facts.py) or the previous owner settled it, hold it for a
@@ -424,87 +291,6 @@ class Engine(GroupMembership):
             self._enqueue_listed(ps, record, event, ps.bulk_coverage)
         else:
             self._enqueue(ps, record, event)
-
-    # -- bulk reconciliation (bulk_reconcile.py) -------------------------------------------
-    def _forget_finished_listings(self) -> None:
-        """A listing's event ids are needed only until every inherited unsure record of its
-        partitions has been routed: then they go, and with no partition left waiting for or
-        using a listing, the member's merged listing starts afresh (memory follows the unsure)."""
-        for ps in self._partitions.values():
-            routed = ps.watermark.last_tracked
-            done = routed is not None and routed + 1 >= ps.inherited.stop
-            if ps.bulk_coverage is not None and done:
-                ps.bulk_coverage = None
-            if done:
-                ps.facts = None  # the changelog's exact facts served the inherited range
-        busy = any(
-            ps.bulk_coverage is not None or ps.bulk_held is not None
-            for ps in self._partitions.values()
-        )
-        if not busy and self._listing_task is None and self._listing.applied:
-            self._listing = FulfillmentListing()
-
-    def _start_listing(self) -> None:
-        """Partitions holding records for a listing get one (one at a time per member), begun
-        now: after their assignment, so it sees whatever their previous owner posted."""
-        if self._listing_task is not None or self._halted is not None:
-            return
-        if self._clock() < self._listing_not_before:
-            return
-        waiting = [ps for ps in self._partitions.values() if ps.bulk_held is not None]
-        if not any(ps.bulk_held for ps in waiting):
-            self._listing_hold_until = None
-            return
-        if any(self._clock() < ps.listing_not_before for ps in waiting):
-            return  # a previous owner's POST may still land (reconcile.listing_not_before)
-        # one listing for every partition that needs one: wait (briefly) until each has read
-        # its first record, whose timestamp bounds the window
-        now = self._clock()
-        if self._listing_hold_until is None:
-            self._listing_hold_until = now + HOLD_SECONDS
-        if now < self._listing_hold_until and not all(ps.bulk_held for ps in waiting):
-            return
-        self._listing_hold_until = None
-        now_ms = int(time.time() * 1000)
-        since = window_start(
-            (r.timestamp_ms for ps in waiting for r, _ in ps.bulk_held or ()), now_ms
-        )
-        self._listing_task = asyncio.create_task(self._list(waiting, since, now_ms))
-
-    async def _list(self, waiting: list[State], since_ms: int, now_ms: int) -> None:
-        pages_before = self._listing.pages
-        try:
-            coverage = await self._listing.extend(self._sender.list_page, since_ms, now_ms)
-        except ConfigurationError as exc:
-            self._listing_task = None
-            self._halt(str(exc), EXIT_CONFIGURATION)
-            return
-        except RetryableFailure as exc:
-            self._listing_task = None
-            self._listing_not_before = self._clock() + (exc.retry_after or 1.0)
-            _log.warning("fulfillment_listing_failed", error=str(exc))
-            return
-        self._listing_task = None
-        pages = self._listing.pages - pages_before
-        self.stats.reads += pages
-        _log.info(
-            "fulfillments_listed",
-            since=iso_ms(coverage.since_ms),
-            pages=pages,
-            events_found=len(coverage.applied),
-            partitions=sorted(ps.partition for ps in waiting),
-        )
-        for ps in waiting:
-            if self._partitions.get(ps.partition) is not ps or ps.bulk_held is None:
-                continue
-            held, ps.bulk_held = ps.bulk_held, None
-            ps.bulk_coverage = coverage
-            for record, event in held:
-                if ps.inherited.kind_at(record.offset) == UNSURE:
-                    self._enqueue_listed(ps, record, event, coverage)
-                else:
-                    self._enqueue(ps, record, event)
-        self._dispatch_all()
 
     def _enqueue_listed(
         self, ps: State, record: SourceRecord, event: Any, coverage: Coverage
@@ -544,7 +330,7 @@ class Engine(GroupMembership):
 
     # -- dispatch ------------------------------------------------------------------------------
     def _dispatch_all(self) -> None:
-        if self._halted is not None:
+        if self._stop.stopped:
             return
         now = self._clock()
         if not self._lease.valid(now):

@@ -29,7 +29,6 @@ from consumer.digitalriver.delivery import Decision, Done, ParkOrder, TryLater
 from consumer.kafka import changelog
 from consumer.kafka import io as kafka_io
 from consumer.kafka.io import Committed, SourceRecord
-from consumer.member import engine as engine_module
 from consumer.member import membership
 from consumer.member.engine import Engine
 from consumer.ops.metrics import Metrics
@@ -231,7 +230,7 @@ def no_broker(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     def refuse(*_a: Any, **_k: Any) -> Any:
         raise AssertionError("this test has no broker: a Kafka client was made")
 
-    for module in (engine_module, changelog):
+    for module in (membership, changelog):
         monkeypatch.setattr(module, "topic_partition_count", partition_count)
         monkeypatch.setattr(module, "create_topic", create)
     for module in (membership, changelog):
@@ -268,12 +267,19 @@ def test_after_a_backlog_of_settled_orders_the_member_holds_no_per_order_state(
         FakeSide(),
         FakeSender(flaky, refused, listed={f"evt_from_an_earlier_day_{i}" for i in range(20)}),
     )
+    member = settings(max_buffered=200)  # smaller than a partition's backlog: pause/resume happens
     engine = Engine(
-        settings(max_buffered=200),  # smaller than a partition's backlog: pause/resume happens
+        member,
         source,  # type: ignore[arg-type]
         side,  # type: ignore[arg-type]
         lambda _budget: sender,  # type: ignore[arg-type,return-value]
         EventCodec(SchemaStore.load_default()),
+        applied=changelog.AppliedLog(
+            side,  # type: ignore[arg-type]
+            member.dedupe_topic,
+            window_ms=int(member.dedupe_window_hours * changelog.HOUR_MS),
+            reader_config={"bootstrap.servers": member.bootstrap_servers},
+        ),
         metrics=Metrics(),
         rng=random.Random(1),
     )
@@ -287,14 +293,14 @@ def test_after_a_backlog_of_settled_orders_the_member_holds_no_per_order_state(
             assert not running.done(), "the member stopped early"
             assert asyncio.get_running_loop().time() < deadline, "backlog not committed in 120 s"
             await asyncio.sleep(0.02)
-        seen["listing_when_committed"] = len(engine._listing.applied)
+        seen["listing_when_committed"] = len(engine._lister.listing.applied)
         settle_by = asyncio.get_running_loop().time() + 5  # housekeeping runs once a second
         while asyncio.get_running_loop().time() < settle_by and (
-            engine._listing.applied
+            engine._lister.listing.applied
             or any(any(ps.footprint().values()) for ps in engine._partitions.values())
         ):
             await asyncio.sleep(0.05)
-        seen["listing"] = len(engine._listing.applied)
+        seen["listing"] = len(engine._lister.listing.applied)
         seen["partitions"] = {p: ps.footprint() for p, ps in engine._partitions.items()}
         seen["parked"] = {o for ps in engine._partitions.values() for o in ps.parked}
         seen["in_flight"] = engine._in_flight
