@@ -21,19 +21,16 @@ import click
 import structlog
 
 from consumer.codec.avro import EventCodec, SchemaStore
-from consumer.config.settings import (
-    LOG_LEVELS,
-    Settings,
-    load_settings,
-    passthrough_for,
-)
+from consumer.config.settings import LOG_LEVELS, Settings, load_settings
 from consumer.core.budget import TokenBucket
 from consumer.core.errors import ConfigurationError, InfrastructureError
 from consumer.core.outcomes import RetryPolicy
 from consumer.digitalriver.client import DigitalRiverClient
 from consumer.digitalriver.delivery import FulfillmentSender
-from consumer.kafka.io import KafkaSource, SideTopicWriter, consumer_config, producer_config
+from consumer.kafka.configs import consumer_config, producer_config, settings_cluster
 from consumer.kafka.schema_registry import SchemaRegistry
+from consumer.kafka.source import KafkaSource
+from consumer.kafka.writer import RecordWriter
 from consumer.member.engine import Engine
 from consumer.ops.health import HealthServer
 from consumer.ops.logs import configure_logging
@@ -348,7 +345,7 @@ async def _run_member(settings: Settings) -> int:
     rng = random.Random()
     try:
         source = KafkaSource(consumer_config(settings), settings.topic)
-        side = SideTopicWriter(producer_config(settings))
+        side = RecordWriter(producer_config(settings_cluster(settings)))
     except InfrastructureError as exc:
         raise click.ClickException(str(exc)) from None
     loop = asyncio.get_running_loop()
@@ -375,10 +372,7 @@ async def _run_member(settings: Settings) -> int:
         codec,
         metrics=metrics,
         health=health,
-        side_reader_config={
-            "bootstrap.servers": settings.bootstrap_servers,
-            **passthrough_for(settings.kafka_extra, "reader"),
-        },
+        side_reader_config=settings_cluster(settings),  # each client takes its kind's keys
         clock=loop.time,
         rng=rng,
     )

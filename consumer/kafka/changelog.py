@@ -24,13 +24,10 @@ import structlog
 
 from consumer.core.dedupe import SeenFilter, decode_applied, encode_applied
 from consumer.core.errors import ConfigurationError
-from consumer.kafka.io import (
-    SideRecord,
-    SideTopicWriter,
-    create_topic,
-    read_side_records,
-    topic_partition_count,
-)
+from consumer.kafka.admin import create_topic, topic_partition_count
+from consumer.kafka.reader import read_to_end
+from consumer.kafka.records import SourceRecord
+from consumer.kafka.writer import RecordWriter
 
 _log = structlog.get_logger("dedupe")
 HOUR_MS = 3_600_000
@@ -45,7 +42,7 @@ class AppliedLog:
 
     def __init__(
         self,
-        side: SideTopicWriter,
+        side: RecordWriter,
         topic: str,
         *,
         window_ms: int,
@@ -91,13 +88,13 @@ class AppliedLog:
 
         since = now - self.window_ms
 
-        def each(record: SideRecord) -> None:
+        def each(record: SourceRecord) -> None:
             at_ms = since if record.timestamp_ms is None else record.timestamp_ms
             filters[record.partition].add_all(decode_applied(record.value), at_ms)
 
         started = time.monotonic()
-        count = read_side_records(
-            self._reader_config, self.topic, list(partitions), each, since_ms=since
+        count = read_to_end(
+            self._reader_config, self.topic, each, partitions=list(partitions), since_ms=since
         )
         for found in filters.values():
             found.settle()

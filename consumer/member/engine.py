@@ -56,15 +56,12 @@ from consumer.digitalriver.delivery import (
     ParkOrder,
     TryLater,
 )
+from consumer.kafka.admin import create_topic, topic_partition_count
 from consumer.kafka.changelog import HOUR_MS, AppliedLog
-from consumer.kafka.io import (
-    KafkaSource,
-    KafkaThread,
-    SideTopicWriter,
-    SourceRecord,
-    create_topic,
-    topic_partition_count,
-)
+from consumer.kafka.records import SourceRecord
+from consumer.kafka.source import KafkaSource
+from consumer.kafka.thread import KafkaThread
+from consumer.kafka.writer import RecordWriter
 from consumer.member.allocator import release_free_memory
 from consumer.member.aside import AsideWriter
 from consumer.member.membership import EngineStats, GroupMembership, State
@@ -90,7 +87,7 @@ class Engine(GroupMembership):
         self,
         settings: Settings,
         source: KafkaSource,
-        side: SideTopicWriter,
+        side: RecordWriter,
         sender_factory: Callable[[TokenBucket], FulfillmentSender],
         codec: EventCodec,
         *,

@@ -37,14 +37,11 @@ from consumer.core.lanes import Batch, CoalescingPolicy
 from consumer.core.partition import PartitionState, inherited_log
 from consumer.core.reconcile import encode_commit_metadata, listing_not_before
 from consumer.kafka.changelog import AppliedLog
-from consumer.kafka.io import (
-    KafkaSource,
-    KafkaThread,
-    SideRecord,
-    SideTopicWriter,
-    SourceRecord,
-    read_side_records,
-)
+from consumer.kafka.reader import read_to_end
+from consumer.kafka.records import SourceRecord
+from consumer.kafka.source import KafkaSource
+from consumer.kafka.thread import KafkaThread
+from consumer.kafka.writer import RecordWriter
 from consumer.ops.health import HealthServer
 from consumer.ops.metrics import Metrics, SettleOutcome
 
@@ -75,7 +72,7 @@ class GroupMembership:
 
     _settings: Settings
     _source: KafkaSource
-    _side: SideTopicWriter
+    _side: RecordWriter
     _clock: Callable[[], float]
     _rng: random.Random
     _policy: CoalescingPolicy
@@ -185,12 +182,14 @@ class GroupMembership:
             return {}
         records: dict[int, list[tuple[int, Headers]]] = {p: [] for p in partitions}
 
-        def each(record: SideRecord) -> None:
+        def each(record: SourceRecord) -> None:
             # offsets order records within the source's own parking partition only
             same = header_value(record.headers, "fc.source.partition") == str(record.partition)
             records[record.partition].append((record.offset if same else -1, record.headers))
 
-        read_side_records(self._side_reader_config, self._settings.parking_topic, partitions, each)
+        read_to_end(
+            self._side_reader_config, self._settings.parking_topic, each, partitions=partitions
+        )
         every = [r for p in sorted(records) for r in records[p]]
         found = {
             p: parked_orders(every, self._source.topic, p, committed.get(p)) for p in partitions
