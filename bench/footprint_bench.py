@@ -33,7 +33,7 @@ from consumer.core.partition import PartitionState
 from consumer.core.reconcile import SuspectRange
 from consumer.digitalriver.client import DigitalRiverClient
 from consumer.digitalriver.delivery import FulfillmentSender
-from consumer.kafka.io import SourceRecord
+from consumer.kafka.records import SourceRecord
 from consumer.ops.logs import configure_logging
 from consumer.ops.metrics import Metrics
 from consumer.sandbox.config import FaultSettings, SandboxConfig

@@ -21,20 +21,17 @@ import click
 import structlog
 
 from consumer.codec.avro import EventCodec, SchemaStore
-from consumer.config.settings import (
-    LOG_LEVELS,
-    Settings,
-    load_settings,
-    passthrough_for,
-)
+from consumer.config.settings import LOG_LEVELS, Settings, load_settings
 from consumer.core.budget import TokenBucket
 from consumer.core.errors import ConfigurationError, InfrastructureError
 from consumer.core.outcomes import RetryPolicy
 from consumer.digitalriver.client import DigitalRiverClient
 from consumer.digitalriver.delivery import FulfillmentSender
 from consumer.kafka.changelog import HOUR_MS, AppliedLog
-from consumer.kafka.io import KafkaSource, SideTopicWriter, consumer_config, producer_config
+from consumer.kafka.configs import consumer_config, producer_config, settings_cluster
 from consumer.kafka.schema_registry import SchemaRegistry
+from consumer.kafka.source import KafkaSource
+from consumer.kafka.writer import RecordWriter
 from consumer.member.engine import Engine
 from consumer.ops.health import HealthServer
 from consumer.ops.logs import configure_logging
@@ -349,7 +346,7 @@ async def _run_member(settings: Settings) -> int:
     rng = random.Random()
     try:
         source = KafkaSource(consumer_config(settings), settings.topic)
-        side = SideTopicWriter(producer_config(settings))
+        side = RecordWriter(producer_config(settings_cluster(settings)))
     except InfrastructureError as exc:
         raise click.ClickException(str(exc)) from None
     loop = asyncio.get_running_loop()
@@ -368,15 +365,12 @@ async def _run_member(settings: Settings) -> int:
             f"HEALTH_PORT: cannot listen on {settings.health_port}: {exc.strerror}"
         ) from None
     _log.info("health_listening", port=health.port)
-    reader_config = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        **passthrough_for(settings.kafka_extra, "reader"),
-    }
+    cluster = settings_cluster(settings)  # each client built from it takes its kind's keys
     applied = AppliedLog(
         side,
         settings.dedupe_topic,
         window_ms=int(settings.dedupe_window_hours * HOUR_MS),
-        reader_config=reader_config,
+        reader_config=cluster,
     )
     engine = Engine(
         settings,
@@ -387,7 +381,7 @@ async def _run_member(settings: Settings) -> int:
         applied=applied,
         metrics=metrics,
         health=health,
-        side_reader_config=reader_config,
+        side_reader_config=cluster,
         clock=loop.time,
         rng=rng,
     )

@@ -138,7 +138,7 @@ PRODUCER_ONLY_KEYS = frozenset(
         "partitioner",
     }
 )
-ClientRole = Literal["member", "reader", "producer"]
+ClientRole = Literal["member", "reader", "producer", "admin"]
 V = TypeVar("V")
 LIVE_RATE_LIMIT = 250.0
 TEST_RATE_LIMIT = 25.0
@@ -242,10 +242,13 @@ def librdkafka_passthrough(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def passthrough_for(extra: Mapping[str, V], role: ClientRole) -> dict[str, V]:
-    """The passthrough keys a client of `role` takes: a group `member`'s consumer, a `reader`
-    (a consumer that never joins a group: side topics, replay, status) or a `producer` (also
-    admin clients). Keys for the other kind of client are dropped instead of warned about."""
-    if role == "producer":
+    """The one filter of librdkafka keys by kind of client: the keys of `extra` a client of
+    `role` takes. A group `member`'s consumer, a `reader` (a consumer that never joins a group:
+    side topics, replay, status), a `producer` or an `admin` client (librdkafka makes it a
+    producer). Keys for the other kind of client are dropped instead of warned about; every
+    other key, ours (`bootstrap.servers`) included, is kept. `consumer.kafka.configs` builds
+    every client with it."""
+    if role in ("producer", "admin"):
         return {k: v for k, v in extra.items() if k not in CONSUMER_ONLY_KEYS}
     dropped = PRODUCER_ONLY_KEYS if role == "member" else PRODUCER_ONLY_KEYS | MEMBERSHIP_KEYS
     return {k: v for k, v in extra.items() if k not in dropped}

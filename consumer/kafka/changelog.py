@@ -38,14 +38,10 @@ from consumer.core.dedupe import (
     encode_offsets,
 )
 from consumer.core.errors import ConfigurationError
-from consumer.kafka.io import (
-    Headers,
-    SideRecord,
-    SideTopicWriter,
-    create_topic,
-    read_side_records,
-    topic_partition_count,
-)
+from consumer.kafka.admin import create_topic, topic_partition_count
+from consumer.kafka.reader import read_to_end
+from consumer.kafka.records import Headers, SourceRecord
+from consumer.kafka.writer import RecordWriter
 
 _log = structlog.get_logger("dedupe")
 HOUR_MS = 3_600_000
@@ -82,7 +78,7 @@ class AppliedLog:
 
     def __init__(
         self,
-        side: SideTopicWriter,
+        side: RecordWriter,
         topic: str,
         *,
         window_ms: int,
@@ -137,7 +133,7 @@ class AppliedLog:
 
         since = now - self.window_ms
 
-        def each(record: SideRecord) -> None:
+        def each(record: SourceRecord) -> None:
             at_ms = since if record.timestamp_ms is None else record.timestamp_ms
             event_ids = decode_applied(record.value)
             restored.filters[record.partition].add_all(event_ids, at_ms)
@@ -147,8 +143,8 @@ class AppliedLog:
                 facts.note(offsets, event_ids)
 
         started = time.monotonic()
-        count = read_side_records(
-            self._reader_config, self.topic, list(partitions), each, since_ms=since
+        count = read_to_end(
+            self._reader_config, self.topic, each, partitions=list(partitions), since_ms=since
         )
         for found in restored.filters.values():
             found.settle()

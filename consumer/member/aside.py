@@ -28,7 +28,8 @@ from consumer.core.deadletters import (
 from consumer.core.errors import BadInput
 from consumer.core.lanes import PendingEvent
 from consumer.core.oversize import MAX_LEVEL, shrink
-from consumer.kafka.io import RECORD_TOO_LARGE, SideTopicWriter, SourceRecord
+from consumer.kafka.records import SourceRecord
+from consumer.kafka.writer import RECORD_TOO_LARGE, RecordWriter
 from consumer.ops.metrics import Metrics, SettleOutcome
 
 _log = structlog.get_logger("aside")
@@ -55,7 +56,7 @@ class AsideWriter:
 
     def __init__(
         self,
-        side: SideTopicWriter,
+        side: RecordWriter,
         *,
         dlq_topic: str,
         parking_topic: str,

@@ -13,7 +13,7 @@ import concurrent.futures
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from consumer.kafka.io import KafkaThread
+from consumer.kafka.thread import KafkaThread
 
 T = TypeVar("T")
 

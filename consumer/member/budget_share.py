@@ -16,7 +16,7 @@ from consumer.config.settings import Settings
 from consumer.core.budget import TokenBucket, fair_shares, member_share, owned_share
 from consumer.core.commit_metadata import decode as decode_metadata
 from consumer.core.errors import InfrastructureError
-from consumer.kafka.io import KafkaSource
+from consumer.kafka.source import KafkaSource
 from consumer.member.bridge import ThreadBridge
 from consumer.member.holdings import Holdings
 from consumer.ops.metrics import Metrics

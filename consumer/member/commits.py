@@ -23,7 +23,8 @@ from consumer.core.commit_plan import (
 )
 from consumer.core.errors import InfrastructureError
 from consumer.core.lanes import Batch
-from consumer.kafka.io import KafkaSource, SourceRecord
+from consumer.kafka.records import SourceRecord
+from consumer.kafka.source import KafkaSource
 from consumer.member.holdings import EngineStats, Holdings, State
 
 _log = structlog.get_logger("engine")

@@ -53,7 +53,10 @@ from consumer.digitalriver.delivery import (
     TryLater,
 )
 from consumer.kafka.changelog import AppliedLog
-from consumer.kafka.io import KafkaSource, KafkaThread, SideTopicWriter, SourceRecord
+from consumer.kafka.records import SourceRecord
+from consumer.kafka.source import KafkaSource
+from consumer.kafka.thread import KafkaThread
+from consumer.kafka.writer import RecordWriter
 from consumer.member.aside import AsideWriter
 from consumer.member.bridge import ThreadBridge
 from consumer.member.budget_share import BudgetShare
@@ -86,7 +89,7 @@ class Engine:
         self,
         settings: Settings,
         source: KafkaSource,
-        side: SideTopicWriter,
+        side: RecordWriter,
         sender_factory: Callable[[TokenBucket], FulfillmentSender],
         codec: EventCodec,
         *,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consumer.core.partition import PartitionState
-from consumer.kafka.io import SourceRecord
+from consumer.kafka.records import SourceRecord
 
 State = PartitionState[SourceRecord]
 

@@ -18,7 +18,7 @@ import structlog
 from consumer.codec.avro import EventCodec, SchemaNotFetched
 from consumer.core.deadletters import DeadLetterGuard
 from consumer.core.errors import BadInput, ConfigurationError, UnknownSchema
-from consumer.kafka.io import SourceRecord
+from consumer.kafka.records import SourceRecord
 from consumer.member.aside import AsideWriter
 from consumer.member.holdings import EngineStats, Holdings, State
 from consumer.member.schema_wait import SchemaFetcher

@@ -23,7 +23,7 @@ from consumer.core.bulk_reconcile import (
     window_start,
 )
 from consumer.core.errors import ConfigurationError, RetryableFailure
-from consumer.kafka.io import SourceRecord
+from consumer.kafka.records import SourceRecord
 from consumer.member.holdings import EngineStats, Holdings, State
 
 _log = structlog.get_logger("engine")

@@ -27,16 +27,12 @@ from consumer.core.errors import ConfigurationError
 from consumer.core.lanes import CoalescingPolicy
 from consumer.core.partition import PartitionState, inherited_log
 from consumer.core.reconcile import listing_not_before
+from consumer.kafka.admin import create_topic, topic_partition_count
 from consumer.kafka.changelog import AppliedLog, Restored
-from consumer.kafka.io import (
-    KafkaSource,
-    SideRecord,
-    SideTopicWriter,
-    SourceRecord,
-    create_topic,
-    read_side_records,
-    topic_partition_count,
-)
+from consumer.kafka.reader import read_to_end
+from consumer.kafka.records import SourceRecord
+from consumer.kafka.source import KafkaSource
+from consumer.kafka.writer import RecordWriter
 from consumer.member.bridge import ThreadBridge
 from consumer.member.budget_share import BudgetShare
 from consumer.member.commits import Committer
@@ -56,7 +52,7 @@ class Rebalancer:
         self,
         settings: Settings,
         source: KafkaSource,
-        side: SideTopicWriter,
+        side: RecordWriter,
         *,
         held: Holdings,
         stats: EngineStats,
@@ -130,12 +126,14 @@ class Rebalancer:
             return {}
         records: dict[int, list[tuple[int, Headers]]] = {p: [] for p in partitions}
 
-        def each(record: SideRecord) -> None:
+        def each(record: SourceRecord) -> None:
             # offsets order records within the source's own parking partition only
             same = header_value(record.headers, "fc.source.partition") == str(record.partition)
             records[record.partition].append((record.offset if same else -1, record.headers))
 
-        read_side_records(self._side_reader_config, self._settings.parking_topic, partitions, each)
+        read_to_end(
+            self._side_reader_config, self._settings.parking_topic, each, partitions=partitions
+        )
         every = [r for p in sorted(records) for r in records[p]]
         found = {
             p: parked_orders(every, self._source.topic, p, committed.get(p)) for p in partitions

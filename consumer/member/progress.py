@@ -8,7 +8,7 @@ from collections.abc import Callable
 import structlog
 
 from consumer.core.breaker import CircuitBreaker
-from consumer.kafka.io import KafkaSource
+from consumer.kafka.source import KafkaSource
 from consumer.member.allocator import release_free_memory
 from consumer.member.holdings import EngineStats, Holdings
 from consumer.ops.metrics import Metrics

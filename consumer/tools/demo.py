@@ -22,18 +22,25 @@ from typing import Any
 
 import click
 import httpx2
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # exported at runtime, missing from the stubs
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from consumer.codec.avro import EventCodec, SchemaStore
+from consumer.core.errors import InfrastructureError
 from consumer.core.fulfillments import event_ids_of
+from consumer.kafka.admin import GroupAdmin, create_topic
+from consumer.kafka.configs import producer_config
+from consumer.kafka.writer import RecordWriter
 from consumer.tools.warehouse.publisher import Publisher, SourceLine
 from consumer.tools.warehouse.simulator import Simulation, expected_ledger, seed_sandbox, simulate
 
 SANDBOX_KEY = "sk_test_sandbox"
+
+
+class DemoFailed(Exception):
+    """A piece of the demo could not do its part (the sandbox did not start, events were not
+    delivered); `demo` reports it and exits 1."""
 
 
 def free_port() -> int:
@@ -43,32 +50,25 @@ def free_port() -> int:
 
 
 def create_topics(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    names = [topic, f"{topic}.dlq", f"{topic}.parked"]
-    futures = admin.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
-    )
-    for future in futures.values():
-        future.result(timeout=30)
+    """The input, dead-letter and parking topics (InfrastructureError if the brokers refuse)."""
+    for name in (topic, f"{topic}.dlq", f"{topic}.parked"):
+        create_topic({"bootstrap.servers": bootstrap}, name, partitions, {}, replication_factor=1)
 
 
 def publish_events(bootstrap: str, topic: str, simulation: Simulation) -> int:
     codec = EventCodec(SchemaStore.load_default())
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 20,
-            # a fresh broker loads its transaction coordinator a moment after it serves: librdkafka
-            # retries on its own; its warning about it would only alarm a first-time user
-            "log_level": 3,
-        }
-    )
-    publisher = Publisher(producer, topic, codec.encode_single_object)
+    cluster = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 20,
+        # a fresh broker loads its transaction coordinator a moment after it serves: librdkafka
+        # retries on its own; its warning about it would only alarm a first-time user
+        "log_level": 3,
+    }
+    writer = RecordWriter(producer_config(cluster, logs=False))
+    publisher = Publisher(writer, topic, codec.encode_single_object)
     report = publisher.publish(SourceLine(i + 1, e) for i, e in enumerate(simulation.events))
     if report.exit_code != 0:
-        raise click.ClickException(f"publishing failed: {report.summary()}")
+        raise DemoFailed(f"publishing failed: {report.summary()}")
     return len(simulation.events)
 
 
@@ -105,7 +105,7 @@ def sandbox_process(
                 break
             except httpx2.HTTPError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise click.ClickException("the sandbox did not start") from None
+                    raise DemoFailed("the sandbox did not start") from None
                 time.sleep(0.1)
         yield url
     finally:
@@ -156,22 +156,15 @@ def stop_members(members: list[subprocess.Popen[bytes]], timeout: float = 40) ->
 
 def group_lag(bootstrap: str, topic: str, group: str, partitions: int) -> tuple[int, int]:
     """(records committed, records in the topic) summed over partitions."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        committed = consumer.committed(tps, timeout=10)
-        done = total = 0
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, tp.partition), timeout=10
-            )
-            total += high - low
-            done += max(0, tp.offset - low) if tp.offset >= 0 else 0
-        return done, total
-    finally:
-        consumer.close()
+    with GroupAdmin({"bootstrap.servers": bootstrap}, group, timeout=10) as admin:
+        committed = admin.committed(topic, range(partitions))
+        marks = admin.watermarks(topic, range(partitions))
+    done = total = 0
+    for c in committed:
+        low, high = marks[c.partition]
+        total += high - low
+        done += 0 if c.offset is None else max(0, c.offset - low)
+    return done, total
 
 
 @dataclass
@@ -274,6 +267,32 @@ def demo_command(
     workdir: Path,
 ) -> None:
     """Everything local, end to end: simulate, publish, consume with a group, reconcile."""
+    try:
+        _demo(
+            bootstrap_servers=bootstrap_servers,
+            orders=orders,
+            members=members,
+            partitions=partitions,
+            latency_ms=latency_ms,
+            seed=seed,
+            group_protocol=group_protocol,
+            workdir=workdir,
+        )
+    except (DemoFailed, InfrastructureError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _demo(
+    *,
+    bootstrap_servers: str,
+    orders: int,
+    members: int,
+    partitions: int,
+    latency_ms: int,
+    seed: int,
+    group_protocol: str,
+    workdir: Path,
+) -> None:
     console = Console(stderr=True)
     workdir.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:6]

@@ -12,8 +12,9 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from consumer.config.settings import ClientRole, librdkafka_passthrough, passthrough_for
+from consumer.config.settings import librdkafka_passthrough
 from consumer.core.errors import ConfigurationError
+from consumer.kafka.configs import cluster_config
 
 EXIT_BAD_SETTING = 2  # as click's usage errors (a bad value in the environment is one too)
 
@@ -74,10 +75,11 @@ def kafka_options(fn: Any) -> Any:
     return fn
 
 
-def kafka_passthrough(role: ClientRole) -> dict[str, str]:
-    """The KAFKA_* passthrough of the environment for a command's `role` of client; a refused
+def kafka_cluster(bootstrap_servers: str) -> dict[str, str]:
+    """The cluster config of a command: the brokers and the environment's KAFKA_* passthrough
+    (each client built from it takes its kind's keys: `consumer.kafka.configs`). A refused
     variable is a configuration error (exit 2) naming it."""
     try:
-        return passthrough_for(librdkafka_passthrough(os.environ), role)
+        return cluster_config(bootstrap_servers, librdkafka_passthrough(os.environ))
     except ConfigurationError as exc:
         raise BadSetting(exc) from None

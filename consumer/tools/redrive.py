@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import click
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer
-from confluent_kafka import TopicPartition as Tp
 from rich.console import Console
 from rich.table import Table
 
-from consumer.config.settings import passthrough_for
 from consumer.core.deadletters import (
     POSITION_HEADER,
     REDRIVE_FIRST_HEADER,
@@ -42,9 +39,13 @@ from consumer.core.deadletters import (
     header_value,
     redrive_marker_headers,
 )
-from consumer.tools.options import EnvCommand, kafka_options, kafka_passthrough
-
-TIMEOUT = 15.0
+from consumer.core.errors import InfrastructureError
+from consumer.kafka.admin import topic_partition_count
+from consumer.kafka.configs import producer_config
+from consumer.kafka.reader import read_to_end
+from consumer.kafka.records import SourceRecord
+from consumer.kafka.writer import RecordWriter
+from consumer.tools.options import EnvCommand, kafka_cluster, kafka_options
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,55 +123,18 @@ def read_through(records: Sequence[ParkedRecord]) -> dict[int, int]:
     return through
 
 
-def read_parked(config: dict[str, Any], topic: str) -> list[ParkedRecord]:
-    """Every record of `topic` below the end offsets it has now, partition by partition."""
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": "fc-redrive",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise click.ClickException(f"parking topic {topic} does not exist")
-        found: list[ParkedRecord] = []
-        for partition in sorted(metadata.partitions):
-            found += _read_partition(consumer, topic, partition)
-        return found
-    finally:
-        consumer.close()
+def read_parked(config: Mapping[str, Any], topic: str) -> list[ParkedRecord]:
+    """Every record of `topic` below the end offsets it has now, partition by partition.
+    Raises InfrastructureError when the topic is missing or cannot be read."""
+    if topic_partition_count(config, topic) == 0:
+        raise InfrastructureError(f"parking topic {topic} does not exist")
+    found: list[ParkedRecord] = []
+    read_to_end(config, topic, lambda r: found.append(_parked(r)))
+    return sorted(found, key=lambda r: (r.partition, r.offset))
 
 
-def _read_partition(consumer: Consumer, topic: str, partition: int) -> list[ParkedRecord]:
-    low, high = consumer.get_watermark_offsets(Tp(topic, partition), timeout=TIMEOUT)
-    if high <= low:
-        return []
-    consumer.assign([Tp(topic, partition, OFFSET_BEGINNING)])
-    records: list[ParkedRecord] = []
-    position = low
-    while position < high:
-        batch = consumer.consume(500, TIMEOUT)
-        if not batch:
-            raise click.ClickException(f"{topic}[{partition}] stopped at {position} of {high}")
-        for msg in batch:
-            if msg.error() is not None:
-                raise click.ClickException(f"reading {topic}: {msg.error()}")
-            records.append(_parked(msg))
-            position = int(msg.offset() or 0) + 1
-    consumer.unassign()
-    return [r for r in records if r.offset < high]
-
-
-def _parked(msg: Message[Any, Any]) -> ParkedRecord:
-    found = msg.headers() or []
-    pairs = found.items() if isinstance(found, dict) else found
-    headers = tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs)
-    return ParkedRecord(
-        int(msg.partition() or 0), int(msg.offset() or 0), msg.key(), msg.value(), headers
-    )
+def _parked(record: SourceRecord) -> ParkedRecord:
+    return ParkedRecord(record.partition, record.offset, record.key, record.value, record.headers)
 
 
 Landed = dict[tuple[str, int], int]
@@ -191,54 +155,50 @@ def redriven_headers(record: ParkedRecord, *, through: int, first: bool) -> Head
 
 
 def republish(
-    config: dict[str, Any],
+    config: Mapping[str, Any],
     topic: str,
     records: Sequence[ParkedRecord],
     through: dict[int, int],
 ) -> tuple[list[str], Landed]:
-    """Produce `records` in order to `topic`; the delivery errors (empty when all landed) and
-    where each order's first record landed."""
-    producer = Producer({**config, "enable.idempotence": True, "acks": "all"})
+    """Produce `records` in order to `topic` with an idempotent producer; the delivery errors
+    (empty when all landed) and where each order's first record landed."""
+    writer = RecordWriter(producer_config(config, logs=False))
     errors: list[str] = []
     landed: Landed = {}
 
-    def delivered(order: str | None) -> Callable[[KafkaError | None, Message[Any, Any]], None]:
-        def report(err: KafkaError | None, msg: Message[Any, Any]) -> None:
-            if err is not None:
-                errors.append(str(err))
-                return
-            partition, offset = msg.partition(), msg.offset()
-            if order is not None and partition is not None and offset is not None:
-                key = (order, partition)
-                landed[key] = min(landed.get(key, offset), offset)
+    def landing(order: str | None, partition: int | None) -> Callable[[int], None] | None:
+        if order is None or partition is None:
+            return None  # no marker names it (mark_redriven)
 
-        return report
+        def at(offset: int) -> None:
+            landed[(order, partition)] = min(landed.get((order, partition), offset), offset)
+
+        return at
 
     started: set[str] = set()
     for record in records:
         target = record.source_partition(topic)
         first = record.order_id is not None and record.order_id not in started
         started.add(record.order_id or "")
-        producer.produce(
+        writer.produce(
             topic,
-            value=record.value,
-            key=record.key,
+            record.key,
+            record.value,
             # marks the record as possibly applied already: the member reconciles before posting,
             # so running redrive twice cannot capture twice
-            headers=list(
-                redriven_headers(record, through=through.get(record.partition, -1), first=first)
-            ),
-            on_delivery=delivered(record.order_id),
-            partition=-1 if target is None else target,  # -1: the key's partition
+            redriven_headers(record, through=through.get(record.partition, -1), first=first),
+            _collect(errors),
+            partition=target,  # None: the key's partition
+            landed=landing(record.order_id, target),
         )
-    left = producer.flush(60)
+    left = writer.flush(60)
     if left:
         errors.append(f"{left} record(s) not acknowledged within 60 s")
     return errors, landed
 
 
 def mark_redriven(
-    config: dict[str, Any],
+    config: Mapping[str, Any],
     parking_topic: str,
     topic: str,
     records: Sequence[ParkedRecord],
@@ -249,13 +209,8 @@ def mark_redriven(
     """After a successful republish: one marker per order and source partition, in the parking
     partition of that source partition, saying how far this redrive read and where the order's
     first redriven record landed (parked_orders and select read them)."""
-    producer = Producer({**config, "enable.idempotence": True, "acks": "all"})
+    writer = RecordWriter(producer_config(config, logs=False))
     errors: list[str] = []
-
-    def delivered(err: KafkaError | None, _msg: Message[Any, Any]) -> None:
-        if err is not None:
-            errors.append(str(err))
-
     marks: dict[tuple[str, int], int] = {}
     for r in records:
         partition = r.source_partition(topic)
@@ -271,17 +226,20 @@ def mark_redriven(
             through=upto,
             landed=landed.get((order, partition)),
         )
-        producer.produce(
-            parking_topic,
-            key=order.encode(),
-            value=None,
-            headers=list(headers),
-            on_delivery=delivered,
-            partition=partition,
+        writer.produce(
+            parking_topic, order.encode(), None, headers, _collect(errors), partition=partition
         )
-    if producer.flush(60):
+    if writer.flush(60):
         errors.append("redrive markers not acknowledged within 60 s")
     return errors
+
+
+def _collect(errors: list[str]) -> Callable[[str | None], None]:
+    def done(reason: str | None) -> None:
+        if reason is not None:
+            errors.append(reason)
+
+    return done
 
 
 @click.command("redrive", cls=EnvCommand)
@@ -311,9 +269,17 @@ def redrive_command(
     """
     if (order_id is None) == (not redrive_all):
         raise click.UsageError("give either --order ORDER_ID or --all")
-    config = {"bootstrap.servers": bootstrap_servers, **kafka_passthrough("reader")}
-    plain = passthrough_for(config, "producer")
+    config = kafka_cluster(bootstrap_servers)
     parking = parking_topic or f"{topic}.parked"
+    try:
+        _redrive(config, topic, parking, order_id, dry_run=dry_run)
+    except InfrastructureError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _redrive(
+    config: Mapping[str, Any], topic: str, parking: str, order_id: str | None, *, dry_run: bool
+) -> None:
     everything = read_parked(config, parking)
     parked = select(everything, order_id)
     through = read_through(everything)
@@ -331,8 +297,8 @@ def redrive_command(
     if dry_run or not parked:
         console.print(f"{len(parked)} record(s); nothing produced")
         return
-    errors, landed = republish(plain, topic, parked, through)
-    errors = errors or mark_redriven(plain, parking, topic, parked, through=through, landed=landed)
+    errors, landed = republish(config, topic, parked, through)
+    errors = errors or mark_redriven(config, parking, topic, parked, through=through, landed=landed)
     if errors:
         click.echo(f"error: redrive incomplete: {'; '.join(errors)}", err=True)
         sys.exit(1)

@@ -25,12 +25,10 @@ from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
 import click
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
-from consumer.config.settings import passthrough_for
+from consumer.core.errors import ConfigurationError, InfrastructureError, RetryableFailure
 from consumer.core.reconcile import SuspectRange, decode_commit_metadata, encode_commit_metadata
 from consumer.core.replay_targets import (
     offsets_csv,
@@ -39,8 +37,10 @@ from consumer.core.replay_targets import (
     read_offsets_csv,
     split_topic,
 )
-from consumer.tools.options import EnvCommand, kafka_options, kafka_passthrough
+from consumer.kafka.admin import GroupAdmin
+from consumer.tools.options import EnvCommand, kafka_cluster, kafka_options
 from consumer.tools.replay_preview import (
+    PreviewTooLarge,
     Span,
     emit_json,
     preview_options,
@@ -49,7 +49,6 @@ from consumer.tools.replay_preview import (
 )
 
 IDLE_STATES = frozenset({"EMPTY", "DEAD"})
-TIMEOUT = 15.0
 T = TypeVar("T")
 
 
@@ -122,72 +121,30 @@ def resolver(
     return lambda p: found[p.partition] if found[p.partition] >= 0 else p.high
 
 
-class GroupOffsets:
-    """The group's view of one topic through a consumer that never joins the group.
+def read_offsets(
+    admin: GroupAdmin, topic: str, partitions: Sequence[int]
+) -> list[PartitionOffsets]:
+    """The group's committed offsets of `partitions` with their watermarks."""
+    committed = admin.committed(topic, partitions)
+    marks = admin.watermarks(topic, partitions)
+    return [
+        PartitionOffsets(c.partition, c.offset, c.metadata, *marks[c.partition]) for c in committed
+    ]
 
-    Every call blocks up to TIMEOUT seconds; broker errors raise click.ClickException.
-    """
 
-    def __init__(self, config: dict[str, Any], topic: str, group: str) -> None:
-        self._config = {**config, "group.id": group, "enable.auto.commit": False}
-        self._topic, self._group = topic, group
-        self._consumer = Consumer(self._config)
+def active_members(admin: GroupAdmin) -> list[str]:
+    """Members of the group if it is not empty (`client-id@host (member-id)`)."""
+    found = admin.describe()
+    if found.state in IDLE_STATES:
+        return []
+    members = [f"{m.client_id}@{m.host} ({m.member_id})" for m in found.members]
+    return members or [f"(none listed; group state {found.state})"]
 
-    def active_members(self) -> list[str]:
-        """Members of the group if it is not empty (`client-id@host (member-id)`)."""
-        admin = AdminClient(passthrough_for(self._config, "producer"))
-        try:
-            found = admin.describe_consumer_groups([self._group])[self._group].result(TIMEOUT)
-        except KafkaException as exc:
-            raise click.ClickException(f"cannot describe group {self._group}: {exc}") from exc
-        if found.state.name in IDLE_STATES:
-            return []
-        members = [f"{m.client_id}@{m.host} ({m.member_id})" for m in found.members]
-        return members or [f"(none listed; group state {found.state.name})"]
 
-    def partitions(self) -> list[int]:
-        metadata = self._consumer.list_topics(self._topic, timeout=TIMEOUT).topics.get(self._topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise click.ClickException(f"topic {self._topic} does not exist")
-        return sorted(metadata.partitions)
-
-    def read(self, partitions: Sequence[int]) -> list[PartitionOffsets]:
-        tps = [TopicPartition(self._topic, p) for p in partitions]
-        try:
-            committed = self._consumer.committed(tps, timeout=TIMEOUT)
-            marks = [self._consumer.get_watermark_offsets(tp, timeout=TIMEOUT) for tp in tps]
-        except KafkaException as exc:
-            raise click.ClickException(f"cannot read offsets: {exc}") from exc
-        return [
-            PartitionOffsets(
-                c.partition, None if c.offset < 0 else c.offset, c.metadata, int(lo), int(hi)
-            )
-            for c, (lo, hi) in zip(committed, marks, strict=True)
-        ]
-
-    def offsets_for_time(self, partitions: Sequence[int], timestamp_ms: int) -> dict[int, int]:
-        tps = [TopicPartition(self._topic, p, timestamp_ms) for p in partitions]
-        try:
-            found = self._consumer.offsets_for_times(tps, timeout=TIMEOUT)
-        except KafkaException as exc:
-            raise click.ClickException(f"cannot look up offsets by time: {exc}") from exc
-        return {tp.partition: tp.offset for tp in found}
-
-    def commit(self, moves: Sequence[Move]) -> None:
-        """One synchronous commit of every move; refused by the broker if a member joined."""
-        tps = [
-            TopicPartition(
-                self._topic, m.partition, m.new, metadata=encode_commit_metadata(m.horizon)
-            )
-            for m in moves
-        ]
-        try:
-            self._consumer.commit(offsets=tps, asynchronous=False)
-        except KafkaException as exc:
-            raise click.ClickException(f"offset commit refused: {exc}") from exc
-
-    def close(self) -> None:
-        self._consumer.close()
+def commit_moves(admin: GroupAdmin, topic: str, moves: Sequence[Move]) -> None:
+    """One synchronous commit of every move, each with its horizon; refused by the broker
+    (InfrastructureError) if a member joined."""
+    admin.commit(topic, {m.partition: (m.new, encode_commit_metadata(m.horizon)) for m in moves})
 
 
 def _operator_input(parse: Callable[[], T], option: str) -> T:
@@ -337,53 +294,65 @@ def replay_command(
     chosen_partitions = _selection(topic, partitions, from_file, group)
     topic, named = chosen_partitions.topic, chosen_partitions.partitions
     since_ms = _since_ms(to_datetime, by_duration, time.time())
-    wanted = None if execute else preview_request(options)  # validated before any broker call
-    as_json = bool(options["as_json"])
-    config = {"bootstrap.servers": bootstrap_servers, **kafka_passthrough("reader")}
-    console = Console()
-    offsets = GroupOffsets(config, topic, group)
     try:
-        members = offsets.active_members()
-        if members:
-            click.echo(
-                f"error: group {group} has active members; stop them first: {', '.join(members)}",
-                err=True,
+        wanted = None if execute else preview_request(options)  # before any broker call
+        config = kafka_cluster(bootstrap_servers)
+        with GroupAdmin(config, group) as admin:
+            members = active_members(admin)
+            if members:
+                click.echo(
+                    f"error: group {group} has active members; stop them first: "
+                    f"{', '.join(members)}",
+                    err=True,
+                )
+                sys.exit(2)
+            existing = admin.partitions(topic)
+            if existing is None:
+                raise click.ClickException(f"topic {topic} does not exist")
+            unknown = sorted(set(named or ()) - set(existing))
+            if unknown:
+                raise click.BadParameter(f"{topic} has no partition {unknown}")
+            selected = named or existing
+            times = None if since_ms is None else admin.offsets_for_time(topic, selected, since_ms)
+            to = resolver(
+                to_earliest=to_earliest,
+                to_latest=to_latest,
+                to_offset=to_offset,
+                shift_by=0 if to_current else shift_by,  # a group that never committed: the start
+                timestamps=times,
+                targets=chosen_partitions.targets,
             )
-            sys.exit(2)
-        existing = offsets.partitions()
-        unknown = sorted(set(named or ()) - set(existing))
-        if unknown:
-            raise click.BadParameter(f"{topic} has no partition {unknown}")
-        selected = named or existing
-        times = None if since_ms is None else offsets.offsets_for_time(selected, since_ms)
-        to = resolver(
-            to_earliest=to_earliest,
-            to_latest=to_latest,
-            to_offset=to_offset,
-            shift_by=0 if to_current else shift_by,  # a group that never committed: the start
-            timestamps=times,
-            targets=chosen_partitions.targets,
-        )
-        moves = [plan_move(p, to(p)) for p in offsets.read(selected)]
-        document: dict[str, object] = {
-            "topic": topic,
-            "group": group,
-            "dry_run": not execute,
-            "moves": [asdict(m) | {"reread": m.reread} for m in moves],
-        }
-        if export:
-            click.echo(offsets_csv(topic, ((m.partition, m.new) for m in moves)), nl=False)
-        elif not as_json:
-            console.print(_table(topic, group, moves))
-        if wanted is not None and export:
-            click.echo("plan only: nothing committed (add --execute to commit)", err=True)
-        elif wanted is not None:
-            spans = [m.span for m in moves]
-            report_dry_run(
-                console, wanted, config=config, topic=topic, document=document, spans=spans
-            )
-        else:
-            offsets.commit(moves)
-            _report_commit(document, len(moves), as_json=as_json and not export, export=export)
-    finally:
-        offsets.close()
+            moves = [plan_move(p, to(p)) for p in read_offsets(admin, topic, selected)]
+            _show_plan(topic, group, moves, export=export, as_json=bool(options["as_json"]))
+            document: dict[str, object] = {
+                "topic": topic,
+                "group": group,
+                "dry_run": not execute,
+                "moves": [asdict(m) | {"reread": m.reread} for m in moves],
+            }
+            if wanted is not None and export:
+                click.echo("plan only: nothing committed (add --execute to commit)", err=True)
+            elif wanted is not None:
+                spans = [m.span for m in moves]
+                report_dry_run(
+                    Console(), wanted, config=config, topic=topic, document=document, spans=spans
+                )
+            else:
+                commit_moves(admin, topic, moves)
+                as_json = bool(options["as_json"]) and not export
+                _report_commit(document, len(moves), as_json=as_json, export=export)
+    except ConfigurationError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
+    except RetryableFailure as exc:
+        raise click.ClickException(f"Digital River could not answer: {exc}") from exc
+    except (InfrastructureError, PreviewTooLarge) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _show_plan(
+    topic: str, group: str, moves: Sequence[Move], *, export: bool, as_json: bool
+) -> None:
+    if export:
+        click.echo(offsets_csv(topic, ((m.partition, m.new) for m in moves)), nl=False)
+    elif not as_json:
+        Console().print(_table(topic, group, moves))

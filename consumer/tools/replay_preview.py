@@ -7,20 +7,22 @@ dead-lettered, never posted), and asks Digital River, order by order, which of t
 its fulfillments' metadata already names (`reconcile.split_applied`, as the engine does before
 posting). Nothing is posted and no offset moves. The work is bounded: `--max-records` refuses
 larger previews.
+
+Errors are ours (a bad Digital River option: ConfigurationError; Kafka, the registry:
+InfrastructureError; Digital River unavailable: RetryableFailure; too many records:
+PreviewTooLarge); `replay` turns them into its exit codes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import click
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -30,6 +32,8 @@ from consumer.core.errors import BadInput, ConfigurationError, InfrastructureErr
 from consumer.core.lanes import PendingEvent
 from consumer.core.reconcile import split_applied
 from consumer.digitalriver.client import DigitalRiverClient
+from consumer.kafka.reader import OffsetRange, read_ranges
+from consumer.kafka.records import SourceRecord
 
 CONCURRENCY = 16
 ATTEMPTS = 4
@@ -47,18 +51,15 @@ class DrTarget:
 def dr_target(
     url: str | None, key: str | None, key_file: str | None, *, allow_insecure_http: bool
 ) -> DrTarget | None:
-    """None without --dr-api-url; a bad value raises click.UsageError naming the setting."""
-    try:
-        if url is None:
-            if key or key_file:
-                raise ConfigurationError(
-                    "a preview against Digital River needs its URL too", setting="DR_API_URL"
-                )
-            return None
-        checked = check_dr_url(url, allow_insecure_http=allow_insecure_http)
-        return DrTarget(checked, read_api_key(key, key_file))
-    except ConfigurationError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
+    """None without --dr-api-url; a bad value raises ConfigurationError naming the setting."""
+    if url is None:
+        if key or key_file:
+            raise ConfigurationError(
+                "a preview against Digital River needs its URL too", setting="DR_API_URL"
+            )
+        return None
+    checked = check_dr_url(url, allow_insecure_http=allow_insecure_http)
+    return DrTarget(checked, read_api_key(key, key_file))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,66 +88,28 @@ class PartitionPreview:
     bad_records: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+class PreviewTooLarge(Exception):
+    """The preview would read more records than --max-records allows."""
 
 
 def check_bound(spans: Sequence[Span], max_records: int) -> None:
     total = sum(s.size for s in spans)
     if total > max_records:
-        raise click.ClickException(
+        raise PreviewTooLarge(
             f"the preview would read {total} records, more than --max-records {max_records}; "
             "narrow it with --partitions or a later target, or raise --max-records"
         )
 
 
-def read_records(config: Mapping[str, Any], topic: str, spans: Sequence[Span]) -> list[Record]:
-    """Every record of `spans`, by a consumer that assigns partitions and never commits."""
-    wanted = {s.partition: s for s in spans if s.size > 0}
-    if not wanted:
-        return []
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": "fulfillment-consumer.replay-preview",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    found: list[Record] = []
-    unfinished = set(wanted)
-    limit = 30.0 + sum(s.size for s in wanted.values()) / 2000
-    deadline = time.monotonic() + limit
-    try:
-        consumer.assign([TopicPartition(topic, p, s.start) for p, s in wanted.items()])
-        while unfinished:
-            if time.monotonic() > deadline:
-                raise click.ClickException(
-                    f"reading the records took more than {limit:.0f}s; "
-                    f"partitions {sorted(unfinished)} unfinished"
-                )
-            for msg in consumer.consume(500, 1.0):
-                p = msg.partition()
-                if p is None or p not in unfinished:
-                    continue
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        unfinished.discard(p)
-                        continue
-                    raise click.ClickException(f"cannot read partition {p}: {error}")
-                offset = msg.offset() or 0
-                if offset < wanted[p].stop:
-                    found.append(Record(p, offset, msg.key(), msg.value()))
-                if offset >= wanted[p].stop - 1:
-                    unfinished.discard(p)
-    finally:
-        consumer.close()
+def read_records(
+    config: Mapping[str, Any], topic: str, spans: Sequence[Span]
+) -> list[SourceRecord]:
+    """Every record of `spans`, by a consumer that assigns partitions and never commits; a
+    bound on the time it takes that grows with their size (InfrastructureError past it)."""
+    found: list[SourceRecord] = []
+    ranges = [OffsetRange(s.partition, s.start, s.stop) for s in spans]
+    limit = 30.0 + sum(s.size for s in spans) / 2000
+    read_ranges(config, topic, ranges, found.append, timeout=limit)
     return found
 
 
@@ -229,15 +192,10 @@ def preview(
             part.bad_records += 1
             continue
         except InfrastructureError as exc:
-            raise click.ClickException(f"cannot decode records: {exc}") from exc
+            raise InfrastructureError(f"cannot decode records: {exc}") from exc
         by_order[event.order_id].append(PendingEvent(record.offset, event))
         partition_of[event.order_id] = record.partition
-    try:
-        applied = asyncio.run(applied_ids(target, by_order))
-    except ConfigurationError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
-    except RetryableFailure as exc:
-        raise click.ClickException(f"Digital River could not answer: {exc}") from exc
+    applied = asyncio.run(applied_ids(target, by_order))  # ConfigurationError, RetryableFailure
     to_post: dict[str, list[str]] = {}
     for order_id, pending in by_order.items():
         part = parts[partition_of[order_id]]
@@ -287,7 +245,8 @@ class PreviewRequest:
 
 
 def preview_request(options: Mapping[str, Any]) -> PreviewRequest:
-    """From `preview_options`' values; a bad Digital River option names its setting."""
+    """From `preview_options`' values; a bad Digital River option raises ConfigurationError
+    naming its setting."""
     target = dr_target(
         options["dr_api_url"],
         options["dr_api_key"],

@@ -22,26 +22,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
 from rich.console import Console, Group
 from rich.table import Table
 
-from consumer.config.settings import check_topic, passthrough_for
+from consumer.config.settings import check_topic
 from consumer.core.commit_metadata import decode as decode_metadata
 from consumer.core.dispatch_log import UNSURE
-from consumer.core.errors import ConfigurationError
+from consumer.core.errors import ConfigurationError, InfrastructureError
 from consumer.core.partition import inherited_log
-from consumer.tools.options import EnvCommand, kafka_options, kafka_passthrough
-from consumer.tools.replay import TIMEOUT, GroupOffsets, PartitionOffsets
-
-_COORDINATOR_MOVING = frozenset(
-    {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-    }
-)
+from consumer.kafka.admin import GroupAdmin
+from consumer.tools.options import EnvCommand, kafka_cluster, kafka_options
+from consumer.tools.replay import PartitionOffsets, read_offsets
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,76 +117,37 @@ class TopicMissingError(Exception):
 
 
 def collect(
-    config: dict[str, Any], topic: str, group: str, side: Mapping[str, str]
+    config: Mapping[str, Any], topic: str, group: str, side: Mapping[str, str]
 ) -> dict[str, Any]:
-    """Ask the brokers once; every call is bounded by TIMEOUT."""
-    admin = AdminClient(passthrough_for(config, "producer"))
-    try:
-        listed = admin.list_topics(timeout=TIMEOUT).topics
-    except KafkaException as exc:
-        raise click.ClickException(f"cannot list topics: {exc}") from exc
-    if topic not in listed or not listed[topic].partitions:
-        raise TopicMissingError(topic)
-    found = _describe(admin, group)
-    members = [
-        Member(
-            m.member_id,
-            m.client_id,
-            m.host,
-            tuple(
-                sorted(tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic)
-            ),
-        )
-        for m in found.members
-    ]
-    owners = {p: m.member_id for m in members for p in m.partitions}
-    offsets = GroupOffsets(config, topic, group)
-    try:
-        read = offsets.read(sorted(listed[topic].partitions))
-    finally:
-        offsets.close()
-    depths = {
-        role: (
-            name,
-            _depth(config, name, sorted(listed[name].partitions)) if name in listed else None,
-        )
-        for role, name in side.items()
-    }
+    """Ask the brokers once; every call is bounded by admin.TIMEOUT. Raises TopicMissingError,
+    or InfrastructureError when the brokers fail."""
+    with GroupAdmin(config, group) as admin:
+        listed = admin.topics()
+        if not listed.get(topic):
+            raise TopicMissingError(topic)
+        found = admin.describe()
+        members = [
+            Member(m.member_id, m.client_id, m.host, m.partitions_of(topic)) for m in found.members
+        ]
+        owners = {p: m.member_id for m in members for p in m.partitions}
+        read = read_offsets(admin, topic, listed[topic])
+        depths = {
+            role: (name, _depth(admin.watermarks(name, listed[name])) if name in listed else None)
+            for role, name in side.items()
+        }
     return report(
         topic=topic,
         group=group,
-        state=found.state.name,
+        state=found.state,
         members=members,
         partitions=[partition_status(p, owners.get(p.partition)) for p in read],
         side_depths=depths,
     )
 
 
-def _describe(admin: AdminClient, group: str) -> Any:
-    """The group's description; rides out a coordinator that is moving or still loading."""
-    for attempt in range(10):
-        try:
-            return admin.describe_consumer_groups([group])[group].result(TIMEOUT)
-        except KafkaException as exc:
-            if attempt == 9 or exc.args[0].code() not in _COORDINATOR_MOVING:
-                raise click.ClickException(f"cannot describe group {group}: {exc}") from exc
-            time.sleep(0.5)
-    raise AssertionError("unreachable")
-
-
-def _depth(config: dict[str, Any], topic: str, partitions: Sequence[int]) -> int:
+def _depth(marks: Mapping[int, tuple[int, int]]) -> int:
     """Records still held: the sum of end - start over the partitions."""
-    consumer = Consumer({**config, "group.id": "fulfillment-consumer-status"})
-    try:
-        marks = [
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)
-            for p in partitions
-        ]
-    except KafkaException as exc:
-        raise click.ClickException(f"cannot read offsets of {topic}: {exc}") from exc
-    finally:
-        consumer.close()
-    return sum(int(hi) - int(lo) for lo, hi in marks)
+    return sum(high - low for low, high in marks.values())
 
 
 def render(doc: Mapping[str, Any]) -> Group:
@@ -271,7 +223,7 @@ def status_command(
         check_topic(topic, "FULFILLMENT_TOPIC")
     except ConfigurationError as exc:
         raise click.UsageError(f"configuration: {exc}") from None
-    config = {"bootstrap.servers": bootstrap_servers, **kafka_passthrough("reader")}
+    config = kafka_cluster(bootstrap_servers)
     console = Console()
     try:
         while True:
@@ -282,6 +234,8 @@ def status_command(
                     f"error: topic {topic} does not exist (FULFILLMENT_TOPIC / --topic)", err=True
                 )
                 sys.exit(2)
+            except InfrastructureError as exc:
+                raise click.ClickException(str(exc)) from exc
             if as_json:
                 click.echo(json.dumps(doc, sort_keys=True))
             else:

@@ -26,9 +26,8 @@ from consumer.core.lanes import Batch, CoalescingPolicy
 from consumer.core.partition import PartitionState
 from consumer.core.reconcile import encode_commit_metadata
 from consumer.digitalriver.delivery import Decision, Done, ParkOrder, TryLater
-from consumer.kafka import changelog
-from consumer.kafka import io as kafka_io
-from consumer.kafka.io import Committed, SourceRecord
+from consumer.kafka import admin, changelog, reader, source, writer
+from consumer.kafka.records import Committed, SourceRecord
 from consumer.member import membership
 from consumer.member.engine import Engine
 from consumer.ops.metrics import Metrics
@@ -234,9 +233,15 @@ def no_broker(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         monkeypatch.setattr(module, "topic_partition_count", partition_count)
         monkeypatch.setattr(module, "create_topic", create)
     for module in (membership, changelog):
-        monkeypatch.setattr(module, "read_side_records", read_nothing)
-    for client in ("Consumer", "Producer", "AdminClient"):
-        monkeypatch.setattr(kafka_io, client, refuse)
+        monkeypatch.setattr(module, "read_to_end", read_nothing)
+    for module, client in (
+        (source, "Consumer"),
+        (reader, "Consumer"),
+        (admin, "Consumer"),
+        (admin, "AdminClient"),
+        (writer, "Producer"),
+    ):
+        monkeypatch.setattr(module, client, refuse)
     return topics
 
 

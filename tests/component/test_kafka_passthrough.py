@@ -4,9 +4,11 @@ broker needed) warns about no property it would ignore."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 
 from consumer.config.settings import (
     CONSUMER_ONLY_KEYS,
@@ -82,9 +84,11 @@ def _ignored_properties(role: ClientRole) -> list[str]:
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
-    config = {**passthrough_for(EXTRA, role), "logger": logger}
+    config: dict[str, Any] = {**passthrough_for(EXTRA, role), "logger": logger}
     if role == "producer":
         Producer(config).flush(0)
+    elif role == "admin":
+        AdminClient(config).poll(0)
     else:
         Consumer({**config, "group.id": "g"}).close()
     return [line for line in handler.lines if "ignored" in line]
@@ -99,6 +103,6 @@ def test_the_filter_under_test_has_something_to_filter() -> None:
     assert any("consumer property" in line for line in handler.lines)
 
 
-@pytest.mark.parametrize("role", ["member", "reader", "producer"])
+@pytest.mark.parametrize("role", ["member", "reader", "producer", "admin"])
 def test_librdkafka_ignores_no_passthrough_key_of_a_filtered_client(role: ClientRole) -> None:
     assert _ignored_properties(role) == []

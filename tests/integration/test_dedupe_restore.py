@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 
 from consumer.core.dedupe import encode_applied
 from consumer.kafka.changelog import HOUR_MS, AppliedLog
-from consumer.kafka.io import SideTopicWriter
+from consumer.kafka.writer import RecordWriter
 
 pytestmark = pytest.mark.kafka
 
@@ -36,7 +36,7 @@ def test_a_partition_with_100000_orders_is_restored_in_seconds_and_recognises_ev
             producer.poll(0)
     assert producer.flush(120) == 0
     log = AppliedLog(
-        SideTopicWriter({"bootstrap.servers": kafka_bootstrap}),
+        RecordWriter({"bootstrap.servers": kafka_bootstrap}),
         topic,
         window_ms=168 * HOUR_MS,
         reader_config={"bootstrap.servers": kafka_bootstrap},

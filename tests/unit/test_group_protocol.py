@@ -21,7 +21,7 @@ from consumer.config.group_protocol import (
     group_protocol_config,
 )
 from consumer.core.errors import ConfigurationError
-from consumer.kafka.io import consumer_config, producer_config
+from consumer.kafka.configs import consumer_config, producer_config, settings_cluster
 from consumer.tools.demo import _protocol_line
 from tests.unit.test_config import TEST_KEY, build, invoke, refused
 
@@ -144,7 +144,7 @@ def test_a_passthrough_key_of_the_chosen_protocol_reaches_librdkafka(
 def test_group_keys_never_reach_the_dead_letter_producer(protocol: GroupProtocol) -> None:
     own_key = "KAFKA_SESSION_TIMEOUT_MS" if protocol == "classic" else "KAFKA_GROUP_REMOTE_ASSIGNOR"
     environ = {"KAFKA_GROUP_INSTANCE_ID": "pod-0", "KAFKA_SECURITY_PROTOCOL": "SSL", own_key: "1"}
-    config = producer_config(build(group_protocol=protocol, environ=environ))
+    config = producer_config(settings_cluster(build(group_protocol=protocol, environ=environ)))
     assert config["security.protocol"] == "SSL"
     assert not [k for k in config if k.startswith(("group.", "session.", "partition.assignment"))]
 

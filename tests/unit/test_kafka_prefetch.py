@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.kafka.io import consumer_config, producer_config
+from consumer.kafka.configs import consumer_config, producer_config, settings_cluster
 from tests.unit.test_config import build
 
 
@@ -16,4 +16,6 @@ def test_the_consumer_prefetches_far_less_than_librdkafkas_defaults() -> None:
 def test_the_prefetch_bound_can_be_set_through_the_kafka_passthrough() -> None:
     settings = build(environ={"KAFKA_QUEUED_MAX_MESSAGES_KBYTES": "65536"})
     assert consumer_config(settings)["queued.max.messages.kbytes"] == "65536"
-    assert "queued.max.messages.kbytes" not in producer_config(settings), "a consumer property"
+    assert "queued.max.messages.kbytes" not in producer_config(settings_cluster(settings)), (
+        "a consumer property"
+    )

@@ -17,16 +17,17 @@ from typing import Any, BinaryIO, TextIO, TypeVar
 
 import click
 import httpx2
-from confluent_kafka import KafkaException, Producer
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from consumer.codec.avro import EventCodec, SchemaStore, event_from_json
 from consumer.config.registry import RegistrySettings
-from consumer.config.settings import librdkafka_passthrough, passthrough_for
+from consumer.config.settings import librdkafka_passthrough
 from consumer.core.errors import FulfillmentConsumerError
 from consumer.core.events import EventKind
+from consumer.kafka.configs import cluster_config, producer_config
 from consumer.kafka.schema_registry import SchemaRegistry
+from consumer.kafka.writer import RecordWriter
 from consumer.tools.registry_options import pop_registry_settings, schema_registry_options
 from consumer.tools.warehouse.encoding import (
     SUBJECT_STRATEGIES,
@@ -193,19 +194,14 @@ def run_publish(
     `console`, then the summary. Exits with status 2 if the settings are refused."""
     codec = EventCodec(SchemaStore.load_default())
     try:
-        config: dict[str, Any] = {
-            # refuses (ConfigurationError) the keys ordering depends on: idempotence, acks
-            **passthrough_for(librdkafka_passthrough(os.environ), "producer"),
-            "bootstrap.servers": settings.bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
-        }
-        producer = Producer(config)
+        # refuses (ConfigurationError) the keys ordering depends on: idempotence, acks
+        cluster = cluster_config(settings.bootstrap_servers, librdkafka_passthrough(os.environ))
+        writer = RecordWriter(producer_config(cluster, logs=False))  # InfrastructureError
         encode: Encoder = codec.encode_single_object
         if settings.schema_registry is not None:
             ids = asyncio.run(_register(codec, settings.schema_registry, settings))
             encode = confluent_encoder(codec, ids)
-    except (KafkaException, FulfillmentConsumerError) as exc:
+    except FulfillmentConsumerError as exc:
         _say(console, f"error: nothing published: {exc}")
         sys.exit(EXIT_DELIVERY_FAILED)
 
@@ -215,7 +211,7 @@ def run_publish(
                 _say(console, f"line {item.number}: bad: {item.reason}")
             yield item
 
-    publisher = Publisher(producer, settings.topic, encode, flush_timeout=settings.flush_timeout)
+    publisher = Publisher(writer, settings.topic, encode, flush_timeout=settings.flush_timeout)
     report = publisher.publish(reporting(lines))
     for failure in report.failures:
         _say(console, f"line {failure.number}: not delivered (order {failure.order_id}, "

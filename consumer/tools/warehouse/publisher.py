@@ -1,7 +1,8 @@
 """JSON lines -> validated, encoded events -> Kafka, keyed by order id.
 
-The producer is handed in (built by `warehouse.cli` with `enable.idempotence=true`, `acks=all`), so
-tests run the same code against the real broker. Records of one order share a key, hence a
+The writer is handed in (`consumer.kafka.writer.RecordWriter` with an idempotent producer, built
+by `warehouse.cli` and the demo), so tests can run the same code against the real broker or a
+fake. Records of one order share a key, hence a
 partition, and the idempotent producer keeps them in file order across retries.
 """
 
@@ -97,14 +98,19 @@ def read_lines(
             yield BadLine(number, str(exc))
 
 
-class Producer(Protocol):
-    """The part of `confluent_kafka.Producer` the publisher uses."""
+class Writer(Protocol):
+    """The part of `consumer.kafka.writer.RecordWriter` the publisher uses."""
 
     def produce(
-        self, topic: str, *, value: bytes, key: bytes, on_delivery: Callable[[Any, Any], None]
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: tuple[tuple[str, bytes], ...],
+        on_done: Callable[[str | None], None],
     ) -> None: ...
 
-    def poll(self, timeout: float) -> int: ...
+    def poll(self, timeout: float = 0.0) -> None: ...
 
     def flush(self, timeout: float) -> int: ...
 
@@ -115,18 +121,18 @@ class Publisher:
     `encode` turns an event into the record value (single-object or Confluent framing) and may
     raise `BadInput`; such an event becomes a bad line. `publish` blocks until every produced
     record is acknowledged or failed, or `flush_timeout` seconds pass (the rest count as failed).
-    The producer is not closed; it belongs to the caller.
+    The writer belongs to the caller.
     """
 
     def __init__(
         self,
-        producer: Producer,
+        writer: Writer,
         topic: str,
         encode: Callable[[FulfillmentEvent], bytes],
         *,
         flush_timeout: float = 60.0,
     ) -> None:
-        self._producer = producer
+        self._writer = writer
         self._topic = topic
         self._encode = encode
         self._flush_timeout = flush_timeout
@@ -135,7 +141,7 @@ class Publisher:
         """Produce every `SourceLine` in iteration order, count every `BadLine`, then flush.
 
         Consumes `lines` lazily (a file of any size streams through). Never raises for a record:
-        encoding refusals become bad lines, produce errors and negative delivery reports become
+        encoding refusals become bad lines, refused records and negative delivery reports become
         failures. Returns once the flush ends.
         """
         read = delivered = 0
@@ -143,16 +149,16 @@ class Publisher:
         failures: list[DeliveryFailure] = []
         pending: dict[int, SourceLine] = {}  # by read count: line numbers are the caller's
 
-        def on_delivery_of(seq: int, line: SourceLine) -> Callable[[Any, Any], None]:
-            def on_delivery(err: Any, _msg: Any) -> None:
+        def on_done_of(seq: int, line: SourceLine) -> Callable[[str | None], None]:
+            def on_done(reason: str | None) -> None:
                 nonlocal delivered
                 pending.pop(seq, None)
-                if err is None:
+                if reason is None:
                     delivered += 1
                 else:
-                    failures.append(_failure(line, str(err)))
+                    failures.append(_failure(line, reason))
 
-            return on_delivery
+            return on_done
 
         for line in lines:
             read += 1
@@ -166,33 +172,17 @@ class Publisher:
                 continue
             pending[read] = line
             key = line.event.order_id.encode("utf-8")
-            error = self._produce(key, value, on_delivery_of(read, line))
-            if error is not None:
-                pending.pop(read, None)
-                failures.append(_failure(line, error))
-            self._producer.poll(0)
+            # waits while the producer's queue is full; a refused record fails at once
+            self._writer.produce(self._topic, key, value, (), on_done_of(read, line))
+            self._writer.poll(0)
 
-        self._producer.flush(self._flush_timeout)
+        self._writer.flush(self._flush_timeout)
         failures.extend(
             _failure(line, f"no acknowledgement within {self._flush_timeout:g}s (may be written)")
             for line in pending.values()
         )
         failures.sort(key=lambda failure: failure.number)
         return PublishReport(read, delivered, tuple(bad), tuple(failures))
-
-    def _produce(
-        self, key: bytes, value: bytes, on_delivery: Callable[[Any, Any], None]
-    ) -> str | None:
-        """Produce one record, waiting while the local queue is full; an error message or None."""
-        while True:
-            try:
-                self._producer.produce(self._topic, value=value, key=key, on_delivery=on_delivery)
-            except BufferError:
-                self._producer.poll(0.1)  # queue full: serve delivery reports, then try again
-            except Exception as exc:  # KafkaException (size, ...); keeps this module Kafka-free
-                return str(exc)
-            else:
-                return None
 
 
 def _failure(line: SourceLine, reason: str) -> DeliveryFailure:
