@@ -42,20 +42,13 @@ from consumer.core.deadletters import (
     header_value,
     unparks,
 )
+from consumer.core.decisions import Applied, Fenced, Park, RetryLater, TripDecision
 from consumer.core.dispatch_log import SETTLED, UNSURE
 from consumer.core.errors import BadInput, ConfigurationError, RetryableFailure, UnknownSchema
 from consumer.core.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.core.lanes import Batch, CoalescingPolicy, PendingEvent
 from consumer.core.lease import MembershipLease
-from consumer.digitalriver.delivery import (
-    Decision,
-    Done,
-    Fenced,
-    FulfillmentSender,
-    Halt,
-    ParkOrder,
-    TryLater,
-)
+from consumer.digitalriver.delivery import FulfillmentSender, Trip
 from consumer.kafka.changelog import HOUR_MS, AppliedLog
 from consumer.kafka.io import (
     KafkaSource,
@@ -603,17 +596,16 @@ class Engine(GroupMembership):
             sent = dataclasses.replace(batch, reconcile_first=True)
         try:
             try:
-                decision = await self._sender.send(sent, attempt)
+                trip = await self._sender.send(sent, attempt)
             except asyncio.CancelledError:
                 self._in_flight -= 1
                 raise
             except Exception:
                 _log.exception("delivery_crashed", partition=ps.partition, order_id=batch.order_id)
-                decision = TryLater(1.0, True, "internal error", None, 0)
+                # counted as systemic: a crash on every trip gets probes, not a storm
+                trip = Trip(RetryLater(1.0, True, "internal_error", None, True))
             self._in_flight -= 1
-            self._carry_out(
-                ps, batch, attempt, decision, hits if sent is not batch else frozenset()
-            )
+            self._carry_out(ps, batch, attempt, trip, hits if sent is not batch else frozenset())
         finally:
             if self._probe is not None and self._probe is asyncio.current_task():
                 # every probe's end is reported: answered, cancelled, revoked, lost or fenced
@@ -626,20 +618,21 @@ class Engine(GroupMembership):
         ps: State,
         batch: Batch,
         attempt: int,
-        decision: Decision,
+        trip: Trip,
         duplicates: frozenset[str] = frozenset(),
     ) -> None:
         if self._partitions.get(ps.partition) is not ps:
             return  # the partition went away while this batch was out
-        self.stats.reads += decision.reads if not isinstance(decision, Halt) else 0
+        decision = trip.decision
+        self.stats.reads += trip.reads
         self._watch_outage(decision)
-        if isinstance(decision, Done):
+        if isinstance(decision, Applied):
             if decision.posted:
                 self.stats.posts += 1
             ps.attempts.pop(batch.order_id, None)
             ps.lanes.complete(batch)
             self._applied_now(ps, batch.order_id, decision.posted, decision.already, duplicates)
-        elif isinstance(decision, TryLater):
+        elif isinstance(decision, RetryLater):
             if decision.status != 429:  # being told to slow down is no failure of this order
                 ps.attempts[batch.order_id] = attempt + 1
             ps.lanes.retry(batch, self._clock() + decision.delay, ambiguous=decision.ambiguous)
@@ -655,7 +648,7 @@ class Engine(GroupMembership):
             )
         elif isinstance(decision, Fenced):
             ps.lanes.retry(batch, self._clock() + FENCED_RETRY_SECONDS, ambiguous=True)
-        elif isinstance(decision, ParkOrder):
+        elif isinstance(decision, Park):
             ps.attempts.pop(batch.order_id, None)
             self._applied_now(ps, batch.order_id, decision.posted, decision.already, duplicates)
             done = {e.offset for e in decision.already + decision.posted}
@@ -665,12 +658,12 @@ class Engine(GroupMembership):
             rest = [e for e in batch.entries if e.offset not in done] + ps.lanes.take_order(
                 batch.order_id
             )
-            why = ParkedOrder(decision.reason, decision.status, decision.code, decision.dr_message)
+            why = ParkedOrder(decision.reason, decision.status, decision.code, decision.message)
             ps.parked[batch.order_id] = why
             self._park(ps, rest, why)
         else:
             ps.lanes.retry(batch, float("inf"))
-            self._halt(decision.reason, EXIT_CONFIGURATION)
+            self._halt(decision.describe(), EXIT_CONFIGURATION)
 
     def _applied_now(
         self,
@@ -697,16 +690,12 @@ class Engine(GroupMembership):
         ids = [e.event.event_id for e in posted + already]
         self._applied.record(ps.partition, order_id, ids, settle)
 
-    def _watch_outage(self, decision: Decision) -> None:
-        """Feed the breaker: only answers about Digital River as a whole count."""
+    def _watch_outage(self, decision: TripDecision) -> None:
+        """Feed the breaker: only answers about Digital River as a whole count (`systemic`)."""
         was_open = self._breaker.is_open
-        if (
-            isinstance(decision, TryLater)
-            and decision.status != 429
-            and (decision.status is None or decision.status == 408 or decision.status >= 500)
-        ):
+        if isinstance(decision, RetryLater) and decision.systemic:
             self._breaker.failure(self._clock())
-        elif isinstance(decision, Done | ParkOrder):
+        elif isinstance(decision, Applied | Park):
             self._breaker.success()
         if self._breaker.is_open != was_open:
             _log.warning("circuit_opened" if self._breaker.is_open else "circuit_closed")

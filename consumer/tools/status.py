@@ -30,7 +30,7 @@ from rich.table import Table
 from consumer.config.settings import check_topic, passthrough_for
 from consumer.core.commit_metadata import decode as decode_metadata
 from consumer.core.dispatch_log import UNSURE
-from consumer.core.errors import ConfigurationError
+from consumer.core.errors import ConfigurationError, TopicMissingError
 from consumer.core.partition import inherited_log
 from consumer.tools.options import EnvCommand, kafka_options, kafka_passthrough
 from consumer.tools.replay import TIMEOUT, GroupOffsets, PartitionOffsets
@@ -121,10 +121,6 @@ def report(
     }
 
 
-class TopicMissingError(Exception):
-    """The input topic does not exist on the cluster."""
-
-
 def collect(
     config: dict[str, Any], topic: str, group: str, side: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -135,7 +131,7 @@ def collect(
     except KafkaException as exc:
         raise click.ClickException(f"cannot list topics: {exc}") from exc
     if topic not in listed or not listed[topic].partitions:
-        raise TopicMissingError(topic)
+        raise TopicMissingError(topic, setting="FULFILLMENT_TOPIC")
     found = _describe(admin, group)
     members = [
         Member(
