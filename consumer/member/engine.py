@@ -42,12 +42,13 @@ from consumer.core.deadletters import (
     header_value,
     unparks,
 )
-from consumer.core.decisions import Applied, Fenced, Park, RetryLater, TripDecision
+from consumer.core.decisions import Applied, Park, RetryLater, TripDecision
 from consumer.core.dispatch_log import SETTLED, UNSURE
 from consumer.core.errors import BadInput, ConfigurationError, RetryableFailure, UnknownSchema
 from consumer.core.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.core.lanes import Batch, CoalescingPolicy, PendingEvent
 from consumer.core.lease import MembershipLease
+from consumer.core.settle import Settlement, carry_out, effects_of
 from consumer.digitalriver.delivery import FulfillmentSender, Trip
 from consumer.kafka.changelog import HOUR_MS, AppliedLog
 from consumer.kafka.io import (
@@ -621,21 +622,24 @@ class Engine(GroupMembership):
         trip: Trip,
         duplicates: frozenset[str] = frozenset(),
     ) -> None:
+        """What the trip decided, made true (settle.py decides what changes)."""
         if self._partitions.get(ps.partition) is not ps:
             return  # the partition went away while this batch was out
         decision = trip.decision
         self.stats.reads += trip.reads
         self._watch_outage(decision)
-        if isinstance(decision, Applied):
-            if decision.posted:
-                self.stats.posts += 1
-            ps.attempts.pop(batch.order_id, None)
-            ps.lanes.complete(batch)
-            self._applied_now(ps, batch.order_id, decision.posted, decision.already, duplicates)
-        elif isinstance(decision, RetryLater):
-            if decision.status != 429:  # being told to slow down is no failure of this order
-                ps.attempts[batch.order_id] = attempt + 1
-            ps.lanes.retry(batch, self._clock() + decision.delay, ambiguous=decision.ambiguous)
+        effects = effects_of(
+            decision,
+            batch,
+            duplicates=duplicates,
+            now=self._clock(),
+            fenced_wait=FENCED_RETRY_SECONDS,
+        )
+        to_park = carry_out(effects, ps, batch, attempt)
+        self.stats.posts += effects.posts
+        if effects.settle is not None:
+            self._applied_now(ps, batch.order_id, effects.settle)
+        if isinstance(decision, RetryLater):
             _log.warning(
                 "fulfillment_retry_scheduled",
                 partition=ps.partition,
@@ -646,49 +650,25 @@ class Engine(GroupMembership):
                 ambiguous=decision.ambiguous,
                 attempt=attempt + 1,
             )
-        elif isinstance(decision, Fenced):
-            ps.lanes.retry(batch, self._clock() + FENCED_RETRY_SECONDS, ambiguous=True)
-        elif isinstance(decision, Park):
-            ps.attempts.pop(batch.order_id, None)
-            self._applied_now(ps, batch.order_id, decision.posted, decision.already, duplicates)
-            done = {e.offset for e in decision.already + decision.posted}
-            if decision.posted:
-                self.stats.posts += 1
-            ps.lanes.complete(batch)
-            rest = [e for e in batch.entries if e.offset not in done] + ps.lanes.take_order(
-                batch.order_id
-            )
-            why = ParkedOrder(decision.reason, decision.status, decision.code, decision.message)
-            ps.parked[batch.order_id] = why
-            self._park(ps, rest, why)
-        else:
-            ps.lanes.retry(batch, float("inf"))
-            self._halt(decision.describe(), EXIT_CONFIGURATION)
+        if effects.parked is not None:
+            self._park(ps, list(to_park), effects.parked)
+        if effects.halt is not None:
+            self._halt(effects.halt, EXIT_CONFIGURATION)
 
-    def _applied_now(
-        self,
-        ps: State,
-        order_id: str,
-        posted: tuple[PendingEvent, ...],
-        already: tuple[PendingEvent, ...],
-        duplicates: frozenset[str],
-    ) -> None:
+    def _applied_now(self, ps: State, order_id: str, settlement: Settlement) -> None:
         """Record the events in the changelog; settle them once it has them (a committed event
-        is always in the changelog). `duplicates`: event ids the filter flagged."""
-        twice = tuple(e for e in already if e.event.event_id in duplicates)
-        found = tuple(e for e in already if e.event.event_id not in duplicates)
-        self.stats.already_applied += len(found)
-        self.stats.duplicates += len(twice)
+        is always in the changelog)."""
+        self.stats.already_applied += len(settlement.already_applied)
+        self.stats.duplicates += len(settlement.duplicate)
 
         def settle() -> None:
             if self._partitions.get(ps.partition) is not ps:
                 return  # revoked meanwhile: the next owner reconciles these records
-            self._settle(ps, (e.offset for e in posted), "applied")
-            self._settle(ps, (e.offset for e in found), "already_applied")
-            self._settle(ps, (e.offset for e in twice), "duplicate")
+            self._settle(ps, settlement.applied, "applied")
+            self._settle(ps, settlement.already_applied, "already_applied")
+            self._settle(ps, settlement.duplicate, "duplicate")
 
-        ids = [e.event.event_id for e in posted + already]
-        self._applied.record(ps.partition, order_id, ids, settle)
+        self._applied.record(ps.partition, order_id, settlement.event_ids, settle)
 
     def _watch_outage(self, decision: TripDecision) -> None:
         """Feed the breaker: only answers about Digital River as a whole count (`systemic`)."""
