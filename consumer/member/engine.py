@@ -42,7 +42,7 @@ from consumer.core.deadletters import (
     header_value,
     unparks,
 )
-from consumer.core.decisions import Applied, Park, RetryLater, TripDecision
+from consumer.core.decisions import RetryLater, TripDecision
 from consumer.core.dispatch_log import SETTLED, UNSURE
 from consumer.core.errors import BadInput, ConfigurationError, RetryableFailure, UnknownSchema
 from consumer.core.fulfillments import MAX_EVENTS_PER_REQUEST
@@ -671,12 +671,9 @@ class Engine(GroupMembership):
         self._applied.record(ps.partition, order_id, settlement.event_ids, settle)
 
     def _watch_outage(self, decision: TripDecision) -> None:
-        """Feed the breaker: only answers about Digital River as a whole count (`systemic`)."""
+        """Feed the breaker: only answers about Digital River as a whole count (breaker.py)."""
         was_open = self._breaker.is_open
-        if isinstance(decision, RetryLater) and decision.systemic:
-            self._breaker.failure(self._clock())
-        elif isinstance(decision, Applied | Park):
-            self._breaker.success()
+        self._breaker.observe(decision, self._clock())
         if self._breaker.is_open != was_open:
             _log.warning("circuit_opened" if self._breaker.is_open else "circuit_closed")
             self._metrics.set_circuit_open(self._breaker.is_open)
