@@ -282,9 +282,8 @@ class FulfillmentSender:
         except RetryableFailure as exc:
             self._metrics.record_dr_call("GET", exc.status, exc.code, self._clock() - started)
             self._metrics.record_request("reconcile_read", _result(exc.status))
-            _log.warning(
-                "reconcile_read_failed", partition=batch.partition, error=str(exc), **exc.context()
-            )
+            where = {"partition": batch.partition, "order_id": batch.order_id}
+            _log.warning("reconcile_read_failed", error=str(exc), **{**where, **exc.context()})
             failed = classify_read_failure(exc, attempt, self._policy, self._rng.random())
             return progress.parked(failed) if isinstance(failed, Park) else failed
         self._metrics.record_dr_call("GET", 200, None, self._clock() - started)
