@@ -35,7 +35,13 @@ from consumer.codec.schema_store import (
     SchemaVersion,
     full_name,
 )
-from consumer.core.errors import ConfigurationError, KeyMismatch, UndecodableRecord, UnknownSchema
+from consumer.core.errors import (
+    ConfigurationError,
+    KeyMismatch,
+    SchemaNotFetched,
+    UndecodableRecord,
+    UnknownSchema,
+)
 from consumer.core.events import (
     CancellationEvent,
     EventKind,
@@ -81,15 +87,6 @@ class WriterSchemaSource(Protocol):
     """
 
     async def get_schema(self, schema_id: int) -> Mapping[str, Any]: ...
-
-
-class SchemaNotFetched(Exception):  # a signal to the caller, not a failure
-    """A Confluent-framed record whose writer schema has not been fetched yet: await
-    `EventCodec.fetch_schema(schema_id)`, then decode the record again. Nothing is wrong with it."""
-
-    def __init__(self, schema_id: int) -> None:
-        super().__init__(f"schema id {schema_id} not fetched yet")
-        self.schema_id = schema_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,9 @@ Per-order retries handle a failing request; an outage makes every order fail and
 `CircuitBreaker` watches consecutive systemic failures (no answer, 408, 5xx) across all orders:
 past a threshold it opens — the engine stops dispatching and pauses fetching — and lets one
 probe through at growing intervals; the first success closes it. Answers that are about one
-order (4xx, 409) or about our pace (429) neither open nor close it. Time comes in as `now`.
+order (4xx, 409) or about our pace (429) neither open nor close it. Which is which is the
+classification's (`RetryLater.systemic`, outcomes.py); `outage_signal` reads it off a trip's
+decision and `observe` feeds it in. Time comes in as `now`.
 
 It never sticks in `probing`: a probe that ends without a systemic answer (a 429, a 409 that
 persisted, a reconcile read refused, a task cancelled at revoke, a partition lost, a member
@@ -18,9 +20,23 @@ up either, so it does not close). And even if no end is ever reported, a probe o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
-State = Literal["closed", "open", "probing"]
+from consumer.core.decisions import Applied, Park, RetryLater, TripDecision
+
+State: TypeAlias = Literal["closed", "open", "probing"]
+Signal: TypeAlias = Literal["down", "up"]
+
+
+def outage_signal(decision: TripDecision) -> Signal | None:
+    """What a trip's decision says about Digital River as a whole: "down" for a systemic failure
+    (no answer, 408, 5xx), "up" when it applied or refused something (Applied, Park), None when
+    it says nothing about that: a 429, a 409 that persisted, a stop, a fenced trip."""
+    if isinstance(decision, RetryLater):
+        return "down" if decision.systemic else None
+    if isinstance(decision, Applied | Park):
+        return "up"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +89,15 @@ class CircuitBreaker:
             self._open(now)
         elif self.state == "closed" and self._consecutive >= self.policy.failures_to_open:
             self._open(now)
+
+    def observe(self, decision: TripDecision, now: float) -> None:
+        """Feed a trip's decision: a systemic failure counts, an answer closes, the rest is not
+        reported (a probe that ends with it is reported with `probe_ended`)."""
+        signal = outage_signal(decision)
+        if signal == "down":
+            self.failure(now)
+        elif signal == "up":
+            self.success()
 
     def probe_ended(self, now: float) -> None:
         """The probe finished without a systemic answer: open again, next probe one interval on.

@@ -2,8 +2,9 @@
 
 Digital River has no idempotency key (`DR-API.md`, "No idempotency"), so before re-posting after
 an ambiguous failure, after a 409, or for records a previous owner of the partition may have
-posted, the engine lists the order's fulfillments and asks `split_applied` which events their
-metadata already names (`fulfillments.event_ids_of`).
+posted, a batch's trip (digitalriver/delivery.py) lists the order's fulfillments, asks
+`split_applied` which events their metadata already names (`fulfillments.event_ids_of`) and
+`decide` what follows: settle those, post the rest, or park the order after a real conflict.
 
 Crash recovery: every offset commit carries a *dispatch horizon* in its metadata — 1 + the highest
 offset whose events were ever POSTed in that partition. After a rebalance or restart, records in
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from consumer.core import commit_metadata
+from consumer.core.decisions import Park, Reconcile
 from consumer.core.fulfillments import event_ids_of
 from consumer.core.lanes import PendingEvent
 
@@ -54,26 +56,18 @@ def split_applied(
     return ReconcileResult(applied, remaining)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What to do with a batch's events once Digital River has been looked at."""
-
-    settle: tuple[PendingEvent, ...]  # already applied: settle without posting
-    post: tuple[PendingEvent, ...]  # not there: post them (in offset order)
-    park: tuple[PendingEvent, ...]  # a real conflict: park the order from these on
-
-
-def decide(result: ReconcileResult, *, after_conflict: bool) -> Decision:
-    """Settle what is applied; post the rest, unless a 409 is not explained by applied events.
+def decide(result: ReconcileResult, conflict: Reconcile | None) -> ReconcileResult | Park:
+    """Settle what is applied and post the rest (`result` as it is), unless a 409 (`conflict`)
+    is not explained by applied events: then the order parks.
 
     After a 409, if some of the batch was already applied the conflict may be ours (re-sending
     units Digital River has) and the rest is posted again; if none was, the conflict is real and
     the remaining events park. Each round either settles, parks or shrinks the batch, so the loop
     ends.
     """
-    if after_conflict and not result.applied and result.remaining:
-        return Decision((), (), result.remaining)
-    return Decision(result.applied, result.remaining, ())
+    if conflict is not None and not result.applied and result.remaining:
+        return conflict.unexplained()
+    return result
 
 
 def encode_commit_metadata(

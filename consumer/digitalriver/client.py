@@ -2,8 +2,10 @@
 
 One `httpx2.AsyncClient` per member: Bearer key, `DigitalRiver-Version` when configured,
 an `upstream-id` per request (it only helps Digital River search its logs; it is not
-deduplication), `x-dr-requestid` of every answer returned for logging. The client classifies
-nothing: `outcomes.py` decides what an answer means. Transport failures are translated into
+deduplication), `x-dr-requestid` of every answer returned for logging. A POST's answer is
+returned as it came: `outcomes.py` decides what it means. A read that got no listing raises
+(`RetryableFailure` with the status, the error code and `Retry-After`, read with outcomes.py's
+parsers; `ConfigurationError` on 401/403). Transport failures are translated into
 `TransportFailure` with a kind, because a connect failure (nothing sent) and a read timeout
 (maybe applied) mean different things.
 
@@ -20,23 +22,13 @@ import ssl
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 import httpx2
 
 from consumer.config.settings import Secret
-from consumer.core.errors import ConfigurationError, RetryableFailure
-
-FailureKind: TypeAlias = Literal["connect", "timeout", "reset", "protocol"]
-
-
-class TransportFailure(Exception):
-    """No HTTP answer. `kind` says whether the request may have reached Digital River."""
-
-    def __init__(self, kind: FailureKind, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
+from consumer.core.errors import ConfigurationError, RetryableFailure, TransportFailure
+from consumer.core.outcomes import ErrorBody, parse_retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +99,7 @@ class DigitalRiverClient:
         found: list[dict[str, Any]] = []
         params: dict[str, str | int] = {"orderId": order_id, "limit": 100}
         while True:
-            resp = await self._read("/fulfillments", params)
+            resp = await self._read("/fulfillments", params, order_id=order_id)
             page = resp.body or {}
             data = page.get("data") or []
             found.extend(data)
@@ -130,20 +122,26 @@ class DigitalRiverClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _read(self, path: str, params: Mapping[str, str | int] | None) -> DrResponse:
+    async def _read(
+        self, path: str, params: Mapping[str, str | int] | None, *, order_id: str | None = None
+    ) -> DrResponse:
         try:
             resp = await self._send("GET", path, params=params)
         except TransportFailure as exc:
-            raise RetryableFailure(f"GET {path}: {exc}") from exc
+            raise RetryableFailure(f"GET {path}: {exc}", order_id=order_id) from exc
         if resp.status in (401, 403):
             raise ConfigurationError(
-                f"Digital River refused the key ({resp.status})", setting="DR_API_KEY"
+                f"Digital River refused the key ({resp.status})",
+                setting="DR_API_KEY",
+                status=resp.status,
             )
         if resp.status != 200:
-            header = resp.retry_after or ""
-            retry_after = float(header) if header.isdigit() else None
             raise RetryableFailure(
-                f"GET {path} answered {resp.status}", retry_after=retry_after, status=resp.status
+                f"GET {path} answered {resp.status}",
+                retry_after=parse_retry_after(resp.retry_after),
+                status=resp.status,
+                code=ErrorBody.of(resp.body).code,
+                order_id=order_id,
             )
         return resp
 

@@ -40,18 +40,12 @@ from consumer.core.deadletters import (
     header_value,
     unparks,
 )
+from consumer.core.decisions import RetryLater, TripDecision
 from consumer.core.dispatch_log import SETTLED, UNSURE
 from consumer.core.fulfillments import MAX_EVENTS_PER_REQUEST
 from consumer.core.lanes import Batch, CoalescingPolicy, PendingEvent
-from consumer.digitalriver.delivery import (
-    Decision,
-    Done,
-    Fenced,
-    FulfillmentSender,
-    Halt,
-    ParkOrder,
-    TryLater,
-)
+from consumer.core.settle import Settlement, carry_out, effects_of
+from consumer.digitalriver.delivery import FulfillmentSender, Trip
 from consumer.kafka.changelog import AppliedLog
 from consumer.kafka.records import SourceRecord
 from consumer.kafka.source import KafkaSource
@@ -401,17 +395,16 @@ class Engine:
             sent = dataclasses.replace(batch, reconcile_first=True)
         try:
             try:
-                decision = await self._sender.send(sent, attempt)
+                trip = await self._sender.send(sent, attempt)
             except asyncio.CancelledError:
                 self._in_flight -= 1
                 raise
             except Exception:
                 _log.exception("delivery_crashed", partition=ps.partition, order_id=batch.order_id)
-                decision = TryLater(1.0, True, "internal error", None, 0)
+                # counted as systemic: a crash on every trip gets probes, not a storm
+                trip = Trip(RetryLater(1.0, True, "internal_error", None, True))
             self._in_flight -= 1
-            self._carry_out(
-                ps, batch, attempt, decision, hits if sent is not batch else frozenset()
-            )
+            self._carry_out(ps, batch, attempt, trip, hits if sent is not batch else frozenset())
         finally:
             if self._probe is not None and self._probe is asyncio.current_task():
                 # every probe's end is reported: answered, cancelled, revoked, lost or fenced
@@ -424,23 +417,27 @@ class Engine:
         ps: State,
         batch: Batch,
         attempt: int,
-        decision: Decision,
+        trip: Trip,
         duplicates: frozenset[str] = frozenset(),
     ) -> None:
+        """What the trip decided, made true (settle.py decides what changes)."""
         if self._partitions.get(ps.partition) is not ps:
             return  # the partition went away while this batch was out
-        self.stats.reads += decision.reads if not isinstance(decision, Halt) else 0
+        decision = trip.decision
+        self.stats.reads += trip.reads
         self._watch_outage(decision)
-        if isinstance(decision, Done):
-            if decision.posted:
-                self.stats.posts += 1
-            ps.attempts.pop(batch.order_id, None)
-            ps.lanes.complete(batch)
-            self._applied_now(ps, batch.order_id, decision.posted, decision.already, duplicates)
-        elif isinstance(decision, TryLater):
-            if decision.status != 429:  # being told to slow down is no failure of this order
-                ps.attempts[batch.order_id] = attempt + 1
-            ps.lanes.retry(batch, self._clock() + decision.delay, ambiguous=decision.ambiguous)
+        effects = effects_of(
+            decision,
+            batch,
+            duplicates=duplicates,
+            now=self._clock(),
+            fenced_wait=FENCED_RETRY_SECONDS,
+        )
+        to_park = carry_out(effects, ps, batch, attempt)
+        self.stats.posts += effects.posts
+        if effects.settle is not None:
+            self._applied_now(ps, batch.order_id, effects.settle)
+        if isinstance(decision, RetryLater):
             _log.warning(
                 "fulfillment_retry_scheduled",
                 partition=ps.partition,
@@ -451,62 +448,33 @@ class Engine:
                 ambiguous=decision.ambiguous,
                 attempt=attempt + 1,
             )
-        elif isinstance(decision, Fenced):
-            ps.lanes.retry(batch, self._clock() + FENCED_RETRY_SECONDS, ambiguous=True)
-        elif isinstance(decision, ParkOrder):
-            ps.attempts.pop(batch.order_id, None)
-            self._applied_now(ps, batch.order_id, decision.posted, decision.already, duplicates)
-            done = {e.offset for e in decision.already + decision.posted}
-            if decision.posted:
-                self.stats.posts += 1
-            ps.lanes.complete(batch)
-            rest = [e for e in batch.entries if e.offset not in done] + ps.lanes.take_order(
-                batch.order_id
-            )
-            why = ParkedOrder(decision.reason, decision.status, decision.code, decision.dr_message)
-            ps.parked[batch.order_id] = why
-            self._park(ps, rest, why)
-        else:
-            ps.lanes.retry(batch, float("inf"))
-            self._halt(decision.reason, EXIT_CONFIGURATION)
+        if effects.parked is not None:
+            self._park(ps, list(to_park), effects.parked)
+        if effects.halt is not None:
+            self._halt(effects.halt, EXIT_CONFIGURATION)
 
-    def _applied_now(
-        self,
-        ps: State,
-        order_id: str,
-        posted: tuple[PendingEvent, ...],
-        already: tuple[PendingEvent, ...],
-        duplicates: frozenset[str],
-    ) -> None:
+    def _applied_now(self, ps: State, order_id: str, settlement: Settlement) -> None:
         """Record the events in the changelog; settle them once it has them (a committed event
-        is always in the changelog). `duplicates`: event ids the filter flagged."""
-        twice = tuple(e for e in already if e.event.event_id in duplicates)
-        found = tuple(e for e in already if e.event.event_id not in duplicates)
-        self.stats.already_applied += len(found)
-        self.stats.duplicates += len(twice)
+        is always in the changelog)."""
+        self.stats.already_applied += len(settlement.already_applied)
+        self.stats.duplicates += len(settlement.duplicate)
 
         def settle() -> None:
             if self._partitions.get(ps.partition) is not ps:
                 return  # revoked meanwhile: the next owner reconciles these records
-            self._settle(ps, (e.offset for e in posted), "applied")
-            self._settle(ps, (e.offset for e in found), "already_applied")
-            self._settle(ps, (e.offset for e in twice), "duplicate")
+            self._settle(ps, settlement.applied, "applied")
+            self._settle(ps, settlement.already_applied, "already_applied")
+            self._settle(ps, settlement.duplicate, "duplicate")
 
-        ids = [e.event.event_id for e in posted + already]
-        offsets = [e.offset for e in posted + already]  # lets a replay settle them unread
-        self._applied.record(ps.partition, order_id, ids, settle, offsets)
+        # the offsets let a replay settle these events unread (applied_facts.py)
+        self._applied.record(
+            ps.partition, order_id, settlement.event_ids, settle, settlement.event_offsets
+        )
 
-    def _watch_outage(self, decision: Decision) -> None:
-        """Feed the breaker: only answers about Digital River as a whole count."""
+    def _watch_outage(self, decision: TripDecision) -> None:
+        """Feed the breaker: only answers about Digital River as a whole count (breaker.py)."""
         was_open = self._breaker.is_open
-        if (
-            isinstance(decision, TryLater)
-            and decision.status != 429
-            and (decision.status is None or decision.status == 408 or decision.status >= 500)
-        ):
-            self._breaker.failure(self._clock())
-        elif isinstance(decision, Done | ParkOrder):
-            self._breaker.success()
+        self._breaker.observe(decision, self._clock())
         if self._breaker.is_open != was_open:
             _log.warning("circuit_opened" if self._breaker.is_open else "circuit_closed")
             self._metrics.set_circuit_open(self._breaker.is_open)

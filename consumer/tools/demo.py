@@ -38,7 +38,7 @@ from consumer.tools.warehouse.simulator import Simulation, expected_ledger, seed
 SANDBOX_KEY = "sk_test_sandbox"
 
 
-class DemoFailed(Exception):
+class DemoFailed(InfrastructureError):
     """A piece of the demo could not do its part (the sandbox did not start, events were not
     delivered); `demo` reports it and exits 1."""
 
@@ -278,7 +278,7 @@ def demo_command(
             group_protocol=group_protocol,
             workdir=workdir,
         )
-    except (DemoFailed, InfrastructureError) as exc:
+    except InfrastructureError as exc:  # DemoFailed too
         raise click.ClickException(str(exc)) from exc
 
 

@@ -343,10 +343,10 @@ def replay_command(
                 _report_commit(document, len(moves), as_json=as_json, export=export)
     except ConfigurationError as exc:
         raise click.UsageError(f"configuration: {exc}") from None
+    except (InfrastructureError, PreviewTooLarge) as exc:  # Kafka's, before Digital River's
+        raise click.ClickException(str(exc)) from exc
     except RetryableFailure as exc:
         raise click.ClickException(f"Digital River could not answer: {exc}") from exc
-    except (InfrastructureError, PreviewTooLarge) as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _show_plan(

@@ -28,7 +28,13 @@ from rich.table import Table
 
 from consumer.codec.avro import EventCodec, default_codec
 from consumer.config.settings import Secret, check_dr_url, read_api_key
-from consumer.core.errors import BadInput, ConfigurationError, InfrastructureError, RetryableFailure
+from consumer.core.errors import (
+    BadInput,
+    ConfigurationError,
+    FulfillmentConsumerError,
+    InfrastructureError,
+    RetryableFailure,
+)
 from consumer.core.lanes import PendingEvent
 from consumer.core.reconcile import split_applied
 from consumer.digitalriver.client import DigitalRiverClient
@@ -88,7 +94,7 @@ class PartitionPreview:
     bad_records: int = 0
 
 
-class PreviewTooLarge(Exception):
+class PreviewTooLarge(FulfillmentConsumerError):
     """The preview would read more records than --max-records allows."""
 
 

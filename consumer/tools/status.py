@@ -28,7 +28,7 @@ from rich.table import Table
 from consumer.config.settings import check_topic
 from consumer.core.commit_metadata import decode as decode_metadata
 from consumer.core.dispatch_log import UNSURE
-from consumer.core.errors import ConfigurationError, InfrastructureError
+from consumer.core.errors import ConfigurationError, InfrastructureError, TopicMissingError
 from consumer.core.partition import inherited_log
 from consumer.kafka.admin import GroupAdmin
 from consumer.tools.options import EnvCommand, kafka_cluster, kafka_options
@@ -112,10 +112,6 @@ def report(
     }
 
 
-class TopicMissingError(Exception):
-    """The input topic does not exist on the cluster."""
-
-
 def collect(
     config: Mapping[str, Any], topic: str, group: str, side: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -124,7 +120,7 @@ def collect(
     with GroupAdmin(config, group) as admin:
         listed = admin.topics()
         if not listed.get(topic):
-            raise TopicMissingError(topic)
+            raise TopicMissingError(topic, setting="FULFILLMENT_TOPIC")
         found = admin.describe()
         members = [
             Member(m.member_id, m.client_id, m.host, m.partitions_of(topic)) for m in found.members

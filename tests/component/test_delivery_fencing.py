@@ -13,10 +13,11 @@ import httpx2
 
 from consumer.config.settings import Secret
 from consumer.core.budget import TokenBucket
+from consumer.core.decisions import Fenced, Park, RetryLater
 from consumer.core.lanes import Batch, PendingEvent
 from consumer.core.outcomes import RetryPolicy
 from consumer.digitalriver.client import DigitalRiverClient
-from consumer.digitalriver.delivery import Fenced, FulfillmentSender, ParkOrder, TryLater
+from consumer.digitalriver.delivery import FulfillmentSender, Trip
 from consumer.ops.metrics import Metrics
 from tests.event_builders import shipment
 
@@ -51,10 +52,8 @@ class FakeDigitalRiver:
         return sum(1 for r in self.requests if r.method == "POST")
 
 
-def _send(
-    fake: FakeDigitalRiver, batch: Batch, may_act: Callable[[], bool] | None = None
-) -> object:
-    async def scenario() -> object:
+def _send(fake: FakeDigitalRiver, batch: Batch, may_act: Callable[[], bool] | None = None) -> Trip:
+    async def scenario() -> Trip:
         dr = DigitalRiverClient("http://dr.test", Secret(KEY), transport=httpx2.MockTransport(fake))
         sender = FulfillmentSender(
             dr,
@@ -76,29 +75,29 @@ def _send(
 
 def test_a_member_whose_lease_ended_posts_nothing() -> None:
     fake = FakeDigitalRiver()
-    decision = _send(fake, _batch(reconcile_first=False), lambda: False)
-    assert decision == Fenced(reads=0)
+    trip = _send(fake, _batch(reconcile_first=False), lambda: False)
+    assert trip == Trip(Fenced(), reads=0)
     assert fake.requests == []
 
 
 def test_a_listing_is_not_acted_on_when_the_lease_ended_while_it_was_read() -> None:
     fake = FakeDigitalRiver()
-    decision = _send(fake, _batch(reconcile_first=True), lambda: False)
-    assert decision == Fenced(reads=1)
+    trip = _send(fake, _batch(reconcile_first=True), lambda: False)
+    assert trip == Trip(Fenced(), reads=1)
     assert [r.method for r in fake.requests] == ["GET"], "read, then nothing acted on"
 
 
 def test_with_a_valid_lease_the_batch_is_posted() -> None:
     fake = FakeDigitalRiver()
-    decision = _send(fake, _batch(reconcile_first=True), lambda: True)
-    assert not isinstance(decision, Fenced)
+    trip = _send(fake, _batch(reconcile_first=True), lambda: True)
+    assert not isinstance(trip.decision, Fenced)
     assert [r.method for r in fake.requests] == ["GET", "POST"]
 
 
 def test_a_reconcile_read_answered_404_parks_the_order_instead_of_retrying() -> None:
     fake = FakeDigitalRiver(_error(404, "not_found", "not_found"))
-    decision = _send(fake, _batch(reconcile_first=True))
-    assert isinstance(decision, ParkOrder)
+    decision = _send(fake, _batch(reconcile_first=True)).decision
+    assert isinstance(decision, Park)
     assert (decision.reason, decision.status) == ("reconcile_read_refused", 404)
     assert decision.already == ()
     assert fake.posts == 0
@@ -106,15 +105,15 @@ def test_a_reconcile_read_answered_404_parks_the_order_instead_of_retrying() -> 
 
 def test_a_reconcile_read_answered_400_parks_the_order_instead_of_retrying() -> None:
     fake = FakeDigitalRiver(_error(400, "bad_request", "invalid_parameter"))
-    decision = _send(fake, _batch(reconcile_first=True))
-    assert isinstance(decision, ParkOrder)
+    decision = _send(fake, _batch(reconcile_first=True)).decision
+    assert isinstance(decision, Park)
     assert decision.status == 400
     assert fake.posts == 0
 
 
 def test_a_reconcile_read_answered_429_is_retried_not_parked() -> None:
     fake = FakeDigitalRiver(httpx2.Response(429, headers={"Retry-After": "2"}, json={}))
-    decision = _send(fake, _batch(reconcile_first=True))
-    assert isinstance(decision, TryLater)
+    decision = _send(fake, _batch(reconcile_first=True)).decision
+    assert isinstance(decision, RetryLater)
     assert (decision.status, decision.delay) == (429, 2.0)
     assert fake.posts == 0

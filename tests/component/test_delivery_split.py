@@ -10,10 +10,11 @@ import httpx2
 
 from consumer.config.settings import Secret
 from consumer.core.budget import TokenBucket
+from consumer.core.decisions import Applied, Park
 from consumer.core.lanes import Batch, PendingEvent
 from consumer.core.outcomes import RetryPolicy
 from consumer.digitalriver.client import DigitalRiverClient
-from consumer.digitalriver.delivery import Done, FulfillmentSender, ParkOrder
+from consumer.digitalriver.delivery import FulfillmentSender
 from consumer.ops.metrics import Metrics
 from consumer.sandbox.app import create_app
 from consumer.sandbox.config import SandboxConfig
@@ -47,7 +48,7 @@ def send(items: list[tuple[str, int]], stock: int) -> tuple[object, dict[str, ob
                 PendingEvent(i, shipment(f"evt-{i}", "ord_a", ((item, units),)))
                 for i, (item, units) in enumerate(items)
             )
-            decision = await sender.send(Batch(0, "ord_a", entries), 0)
+            decision = (await sender.send(Batch(0, "ord_a", entries), 0)).decision
             await client.aclose()
             ledger = (await admin.get("/_admin/ledger")).json()["orders"]["ord_a"]["lines"]
             stats = (await admin.get("/_admin/stats")).json()["byRoute"]["POST /fulfillments"]
@@ -58,7 +59,7 @@ def send(items: list[tuple[str, int]], stock: int) -> tuple[object, dict[str, ob
 
 def test_an_event_naming_an_unknown_line_parks_from_itself_and_the_ones_before_it_apply() -> None:
     decision, line, posts = send([("itm_1", 1), ("itm_1", 1), ("itm_nope", 1), ("itm_1", 1)], 5)
-    assert isinstance(decision, ParkOrder)
+    assert isinstance(decision, Park)
     assert decision.status == 400
     assert [e.event.event_id for e in decision.posted] == ["evt-0", "evt-1"]
     assert line["captured"] == 2
@@ -67,7 +68,7 @@ def test_an_event_naming_an_unknown_line_parks_from_itself_and_the_ones_before_i
 
 def test_an_over_fulfilling_last_event_parks_alone() -> None:
     decision, line, _ = send([("itm_1", 1), ("itm_1", 1), ("itm_1", 1), ("itm_1", 3)], 4)
-    assert isinstance(decision, ParkOrder)
+    assert isinstance(decision, Park)
     assert decision.code == "quantity_too_large"
     assert [e.event.event_id for e in decision.posted] == ["evt-0", "evt-1", "evt-2"]
     assert line["captured"] == 3
@@ -75,5 +76,5 @@ def test_an_over_fulfilling_last_event_parks_alone() -> None:
 
 def test_a_batch_that_fits_is_one_post() -> None:
     decision, line, posts = send([("itm_1", 1), ("itm_1", 2)], 3)
-    assert isinstance(decision, Done)
+    assert isinstance(decision, Applied)
     assert (line["captured"], posts) == (3, 1)

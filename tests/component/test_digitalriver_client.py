@@ -19,8 +19,13 @@ import httpx2
 import pytest
 
 from consumer.config.settings import Secret
-from consumer.core.errors import ConfigurationError, RetryableFailure
-from consumer.digitalriver.client import DigitalRiverClient, FailureKind, TransportFailure
+from consumer.core.errors import (
+    ConfigurationError,
+    FailureKind,
+    RetryableFailure,
+    TransportFailure,
+)
+from consumer.digitalriver.client import DigitalRiverClient
 from consumer.sandbox.app import create_app
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer

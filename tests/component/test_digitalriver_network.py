@@ -25,8 +25,8 @@ import pytest
 import trustme
 
 from consumer.config.settings import Secret
-from consumer.core.errors import ConfigurationError
-from consumer.digitalriver.client import DigitalRiverClient, DrResponse, TransportFailure
+from consumer.core.errors import ConfigurationError, TransportFailure
+from consumer.digitalriver.client import DigitalRiverClient, DrResponse
 from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
 

@@ -21,11 +21,12 @@ import pytest
 
 from consumer.codec.avro import EventCodec, SchemaStore
 from consumer.config.settings import Secret, Settings
+from consumer.core.decisions import Applied, Park, RetryLater
 from consumer.core.dispatch_log import DispatchLog
 from consumer.core.lanes import Batch, CoalescingPolicy
 from consumer.core.partition import PartitionState
 from consumer.core.reconcile import encode_commit_metadata
-from consumer.digitalriver.delivery import Decision, Done, ParkOrder, TryLater
+from consumer.digitalriver.delivery import Trip
 from consumer.kafka import admin, changelog, reader, source, writer
 from consumer.kafka.records import Committed, SourceRecord
 from consumer.member import membership
@@ -174,17 +175,17 @@ class FakeSender:
         metadata = {"fc_events_0": ",".join(sorted(self._listed))}
         return {"data": [{"id": "ful_listed", "metadata": metadata}], "hasMore": False}
 
-    async def send(self, batch: Batch, attempt: int) -> Decision:
+    async def send(self, batch: Batch, attempt: int) -> Trip:
         await asyncio.sleep(0)
         if not self._may_act():
             self.sent_unfenced += 1
         if not batch.reconcile_first:
             self.sent_unsuspected += 1
         if batch.order_id in self._refused:
-            return ParkOrder("refused", 400, "invalid_parameter", "no", (), 0)
+            return Trip(Park("rejected", 400, "invalid_parameter", "no"))
         if batch.order_id in self._flaky and attempt == 0:
-            return TryLater(0.0, True, "connection reset", None, 0)
-        return Done(batch.entries, (), "ful_1", 0)
+            return Trip(RetryLater(0.0, True, "connection_reset", None, systemic=True))
+        return Trip(Applied("ful_1", batch.entries))
 
 
 def settings(max_buffered: int) -> Settings:

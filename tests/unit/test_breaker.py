@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.core.breaker import BreakerPolicy, CircuitBreaker
+from consumer.core.breaker import BreakerPolicy, CircuitBreaker, Signal, outage_signal
+from consumer.core.decisions import (
+    Applied,
+    Fenced,
+    Park,
+    Reconcile,
+    RetryLater,
+    Stop,
+    TripDecision,
+)
+from consumer.core.errors import FailureKind
+from consumer.core.outcomes import RetryPolicy, classify_response, classify_transport_failure
 
 POLICY = BreakerPolicy(failures_to_open=3, first_probe_after=2.0, max_probe_interval=8.0)
 
@@ -162,3 +174,76 @@ def test_only_a_success_closes_the_circuit(steps: list[tuple[str, float]]) -> No
         else:
             breaker.failure(now)
         assert breaker.is_open
+
+
+# -- what counts: the classification says it (outcomes.py), the breaker only reads it ----------
+RETRY = RetryPolicy()
+
+
+@pytest.mark.parametrize(
+    ("status", "signal"),
+    [(408, "down"), (500, "down"), (502, "down"), (503, "down"), (504, "down"), (429, None)],
+)
+def test_only_answers_about_digital_river_as_a_whole_count(
+    status: int, signal: Signal | None
+) -> None:
+    answer = classify_response(status, None, "1", 1, RETRY, 0.5)
+    assert isinstance(answer, RetryLater)
+    assert outage_signal(answer) == signal
+
+
+@pytest.mark.parametrize("kind", ["connect", "timeout", "reset", "protocol"])
+def test_no_answer_at_all_counts_as_down(kind: FailureKind) -> None:
+    assert outage_signal(classify_transport_failure(kind, 1, RETRY, 0.5)) == "down"
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [Applied("ful_1"), Park("rejected", 400, "invalid_parameter")],
+)
+def test_an_answer_that_applied_or_refused_something_says_it_is_up(decision: TripDecision) -> None:
+    assert outage_signal(decision) == "up"
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [
+        Stop("unauthorized", 401, None),
+        Fenced(),
+        RetryLater(1.0, True, "conflict_persisted", 409, systemic=False),
+    ],
+)
+def test_a_stop_a_fenced_trip_or_a_persisting_conflict_says_nothing(
+    decision: TripDecision,
+) -> None:
+    assert outage_signal(decision) is None
+
+
+def test_observed_decisions_open_the_circuit_after_consecutive_systemic_failures() -> None:
+    breaker = CircuitBreaker(POLICY)
+    down = RetryLater(1.0, True, "server_error", 503, systemic=True)
+    throttled = RetryLater(1.0, False, "rate_limited", 429, systemic=False)
+    for decision in (down, throttled, down, Fenced(), down):
+        breaker.observe(decision, 0.0)
+    assert breaker.is_open, "429s and fenced trips neither count nor reset"
+    assert breaker.allows(2.0)
+    breaker.observe(Park("not_found", 404, "not_found"), 2.1)
+    assert not breaker.is_open
+
+
+@given(st.lists(st.sampled_from([503, 429, 400, 409, 201]), max_size=40))
+def test_the_breaker_opens_exactly_when_the_last_run_of_systemic_answers_is_long_enough(
+    statuses: list[int],
+) -> None:
+    breaker = CircuitBreaker(POLICY)
+    run = 0
+    for status in statuses:
+        answer = classify_response(status, {"id": "ful_1"}, None, 1, RETRY, 0.5)
+        if isinstance(answer, Reconcile):
+            continue  # a trip looks before it decides: no trip ends in Reconcile
+        breaker.observe(answer, 0.0)
+        if status >= 500:
+            run += 1
+        elif status != 429:
+            run = 0
+    assert breaker.is_open is (run >= POLICY.failures_to_open)

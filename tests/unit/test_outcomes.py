@@ -1,4 +1,5 @@
-"""classify_response / classify_transport_failure / backoff: DR-API.md's table, written down."""
+"""classify_response / classify_transport_failure / classify_read_failure / backoff:
+DR-API.md's table, written down."""
 
 from __future__ import annotations
 
@@ -9,17 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumer.core.decisions import Answer, Applied, Park, Reconcile, RetryLater, Stop
+from consumer.core.errors import FailureKind, RetryableFailure
 from consumer.core.outcomes import (
     ALREADY_CODES,
-    Applied,
-    Outcome,
-    Park,
-    Reconcile,
-    RetryLater,
+    ErrorBody,
     RetryPolicy,
-    Stop,
-    TransportFailure,
     backoff,
+    classify_read_failure,
     classify_response,
     classify_transport_failure,
     parse_retry_after,
@@ -52,7 +50,7 @@ def error(status: int, code: str = "some_code", message: str = "whatever") -> di
 
 def classify(
     status: int, body: dict[str, object] | None = None, retry_after: str | None = None
-) -> Outcome:
+) -> Answer:
     return classify_response(status, body, retry_after, 1, POLICY, 0.5)
 
 
@@ -67,11 +65,13 @@ def test_created_without_a_readable_id_is_reconciled_not_guessed() -> None:
 
 @pytest.mark.parametrize("code", sorted(ALREADY_CODES))
 def test_already_codes_are_decided_by_looking(code: str) -> None:
-    assert classify(409, error(409, code)) == Reconcile("conflict", 409, code)
+    assert classify(409, error(409, code)) == Reconcile("conflict", 409, code, "whatever")
 
 
 def test_an_unknown_conflict_is_also_decided_by_looking() -> None:
-    assert classify(409, error(409, "something_new")) == Reconcile("conflict", 409, "something_new")
+    assert classify(409, error(409, "something_new")) == Reconcile(
+        "conflict", 409, "something_new", "whatever"
+    )
 
 
 @pytest.mark.parametrize("status", [400, 404, 405, 406, 422])
@@ -112,7 +112,7 @@ def test_an_expired_key_stops_whatever_the_status() -> None:
 
 def test_rate_limited_is_not_ambiguous_and_waits_for_retry_after() -> None:
     assert classify(429, error(429, "too_many_requests"), "7") == RetryLater(
-        7.0, False, "rate_limited", 429
+        7.0, False, "rate_limited", 429, systemic=False
     )
 
 
@@ -121,6 +121,7 @@ def test_timeouts_and_server_errors_are_ambiguous(status: int) -> None:
     outcome = classify(status, error(status))
     assert isinstance(outcome, RetryLater)
     assert outcome.ambiguous
+    assert outcome.systemic
     assert outcome.delay == backoff(1, POLICY, 0.5)
 
 
@@ -148,10 +149,11 @@ def test_malformed_error_bodies_are_classified_by_status(body: dict[str, object]
     [("connect", False), ("timeout", True), ("reset", True), ("protocol", True)],
 )
 def test_only_a_failure_to_connect_proves_nothing_was_sent(
-    kind: TransportFailure, ambiguous: bool
+    kind: FailureKind, ambiguous: bool
 ) -> None:
     outcome = classify_transport_failure(kind, 3, POLICY, 0.25)
     assert outcome.ambiguous is ambiguous
+    assert outcome.systemic, "no answer at all says Digital River is failing"
     assert outcome.status is None
     assert outcome.delay == backoff(3, POLICY, 0.25)
 
@@ -189,7 +191,7 @@ def test_retry_after_seconds_are_honoured_up_to_the_policy_bound(
 ) -> None:
     outcome = classify_response(429, None, str(seconds), attempt, POLICY, 0.3)
     assert outcome == RetryLater(
-        min(float(seconds), POLICY.max_retry_after), False, "rate_limited", 429
+        min(float(seconds), POLICY.max_retry_after), False, "rate_limited", 429, systemic=False
     )
 
 
@@ -208,7 +210,7 @@ def test_retry_after_as_an_http_date_counts_from_now_epoch() -> None:
     assert parse_retry_after(header, now.timestamp()) == 42.0
     assert parse_retry_after(header) is None
     outcome = classify_response(429, None, header, 1, POLICY, 0.0, now_epoch=now.timestamp())
-    assert outcome == RetryLater(42.0, False, "rate_limited", 429)
+    assert outcome == RetryLater(42.0, False, "rate_limited", 429, systemic=False)
 
 
 @pytest.mark.parametrize("header", ["", " ", "-1", "1.5", "soon", "٣", "Wed, 99 Foo 2024"])
@@ -246,3 +248,60 @@ def test_every_declared_status_means_what_dr_api_says(
     assert type(outcome) is kind
     if isinstance(outcome, RetryLater):
         assert outcome.ambiguous is ambiguous
+
+
+@given(st.integers(min_value=100, max_value=599))
+def test_every_retry_but_a_rate_limit_says_digital_river_is_failing(status: int) -> None:
+    outcome = classify(status, error(status))
+    if isinstance(outcome, RetryLater):
+        assert outcome.systemic is (status != 429)
+
+
+def test_the_first_error_gives_its_code_and_message() -> None:
+    body = {
+        "type": "conflict",
+        "errors": [
+            {"code": "item_fulfilled", "parameter": "itemId", "message": "Item is fulfilled."},
+            {"code": "ignored", "message": "only the first counts"},
+        ],
+    }
+    assert ErrorBody.of(body) == ErrorBody("item_fulfilled", "Item is fulfilled.")
+
+
+@pytest.mark.parametrize(
+    "body", [None, {}, {"errors": []}, {"errors": ["x"]}, {"errors": [{"code": 3, "message": 4}]}]
+)
+def test_an_error_body_without_a_readable_first_error_gives_nothing(
+    body: dict[str, object] | None,
+) -> None:
+    assert ErrorBody.of(body) == ErrorBody(None, None)
+
+
+def test_a_refusal_carries_digital_rivers_message_for_the_parking_headers() -> None:
+    refused = classify(400, error(400, "invalid_parameter", "Item itm_9 is unknown."))
+    assert refused == Park("rejected", 400, "invalid_parameter", "Item itm_9 is unknown.")
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 405, 422])
+def test_a_look_that_digital_river_refuses_for_good_parks_the_order(status: int) -> None:
+    failure = RetryableFailure(f"GET /fulfillments answered {status}", status=status)
+    assert classify_read_failure(failure, 1, POLICY, 0.5) == Park(
+        "reconcile_read_refused", status, None, f"GET /fulfillments answered {status}"
+    )
+
+
+def test_a_throttled_look_waits_as_told_and_says_nothing_of_an_outage() -> None:
+    failure = RetryableFailure("GET /fulfillments answered 429", status=429, retry_after=3.0)
+    assert classify_read_failure(failure, 1, POLICY, 0.5) == RetryLater(
+        3.0, True, "reconcile_read_failed", 429, systemic=False
+    )
+
+
+@pytest.mark.parametrize("status", [None, 408, 500, 503])
+def test_a_look_without_an_answer_or_with_a_5xx_backs_off_and_is_systemic(
+    status: int | None,
+) -> None:
+    failure = RetryableFailure("GET /fulfillments failed", status=status)
+    assert classify_read_failure(failure, 2, POLICY, 0.5) == RetryLater(
+        backoff(2, POLICY, 0.5), True, "reconcile_read_failed", status, systemic=True
+    )

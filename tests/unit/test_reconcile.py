@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumer.core.decisions import Park, Reconcile
 from consumer.core.events import FulfillmentEvent
 from consumer.core.fulfillments import build_request
 from consumer.core.lanes import Batch, PendingEvent
 from consumer.core.reconcile import (
-    Decision,
     ReconcileResult,
     SuspectRange,
     decide,
@@ -56,26 +56,32 @@ def test_nothing_at_digital_river_means_everything_remains() -> None:
     assert split_applied(pending, []) == ReconcileResult((), tuple(pending))
 
 
+CONFLICT = Reconcile("conflict", 409, "item_fulfilled", "Item itm_1 is fulfilled.")
+
+
 def test_after_an_ambiguous_failure_applied_events_settle_and_the_rest_is_posted() -> None:
     pending = pending_of([shipment("e1"), shipment("e2")])
     result = ReconcileResult((pending[0],), (pending[1],))
-    assert decide(result, after_conflict=False) == Decision((pending[0],), (pending[1],), ())
+    assert decide(result, None) == result
 
 
 def test_a_conflict_with_nothing_of_ours_applied_is_real_and_parks() -> None:
     pending = tuple(pending_of([shipment("e1"), shipment("e2")]))
-    assert decide(ReconcileResult((), pending), after_conflict=True) == Decision((), (), pending)
+    assert decide(ReconcileResult((), pending), CONFLICT) == Park(
+        "conflict", 409, "item_fulfilled", "Item itm_1 is fulfilled."
+    )
 
 
 def test_a_conflict_explained_by_our_own_earlier_post_posts_only_the_rest() -> None:
     pending = pending_of([shipment("e1"), shipment("e2")])
     result = ReconcileResult((pending[0],), (pending[1],))
-    assert decide(result, after_conflict=True) == Decision((pending[0],), (pending[1],), ())
+    assert decide(result, CONFLICT) == result
 
 
 def test_a_conflict_on_a_replay_of_applied_events_settles_them() -> None:
     pending = tuple(pending_of([shipment("e1")]))
-    assert decide(ReconcileResult(pending, ()), after_conflict=True) == Decision(pending, (), ())
+    result = ReconcileResult(pending, ())
+    assert decide(result, CONFLICT) == result
 
 
 @given(st.integers(min_value=0, max_value=2**63 - 1))
