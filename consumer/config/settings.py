@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from consumer.core.errors import ConfigurationError
 from consumer.core.lease import derived_lease_seconds
 
-if TYPE_CHECKING:  # registry_settings imports Secret from here
+if TYPE_CHECKING:  # config/registry.py imports Secret from here
     from consumer.config.registry import RegistrySettings
 from consumer.config.group_protocol import (
     DEFAULT_PROTOCOL,
@@ -393,7 +393,7 @@ def load_settings(
         dr_rate_limit=rate,
         dr_api_version=dr_api_version or None,
         dr_timeout=dr_timeout,
-        schema_registry=schema_registry,  # validated by registry_settings.load_registry_settings
+        schema_registry=schema_registry,  # validated by config/registry.py load_registry_settings
         max_in_flight=max_in_flight,
         max_buffered_per_partition=max_buffered_per_partition,
         commit_interval=commit_interval,
