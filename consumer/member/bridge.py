@@ -1,6 +1,6 @@
 """How work crosses between a member's two threads. [io]
 
-The asyncio event loop owns every piece of state; one Kafka thread (kafka/io.py `KafkaThread`)
+The asyncio event loop owns every piece of state; one Kafka thread (kafka/thread.py `KafkaThread`)
 makes every confluent-kafka call. The loop hands calls to the Kafka thread with `kafka`; the
 rebalance callbacks, which confluent-kafka runs on the Kafka thread inside `consume()`, hand work
 back to the loop with `to_loop` and wait for it.
