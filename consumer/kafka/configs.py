@@ -89,8 +89,10 @@ def reader_config(base: Mapping[str, Any], group_id: str) -> dict[str, Any]:
 
 
 def admin_config(base: Mapping[str, Any]) -> dict[str, Any]:
-    """An admin client (librdkafka makes it a producer handle: no consumer-only key)."""
-    return client_config(base, "admin")
+    """An admin client (librdkafka makes it a producer handle: no consumer-only key). Its log
+    lines go to structlog too: closing one with an answer unread makes librdkafka say so (an
+    info line, BGQUEUE) on stderr, in the middle of the operator's output."""
+    return client_config(base, "admin", fixed={"logger": LibrdkafkaLogger()})
 
 
 class LibrdkafkaLogger:
