@@ -84,7 +84,12 @@ def producer_config(base: Mapping[str, Any], *, logs: bool = True) -> dict[str, 
 def reader_config(base: Mapping[str, Any], group_id: str) -> dict[str, Any]:
     """A consumer that never joins `group_id` and never commits on its own: side topics, the
     operator's commands. It reads from the first record still there when its start is gone."""
-    fixed = {"group.id": group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
+    fixed = {
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "logger": LibrdkafkaLogger(),
+    }
     return client_config(base, "reader", fixed=fixed)
 
 

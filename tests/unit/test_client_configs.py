@@ -4,12 +4,14 @@ are replaced by recorders of the config they are given."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from consumer.config.settings import (
     CONSUMER_ONLY_KEYS,
@@ -22,6 +24,7 @@ from consumer.core.errors import InfrastructureError
 from consumer.kafka import admin, reader, source, writer
 from consumer.kafka.admin import GroupAdmin, topic_partition_count
 from consumer.kafka.configs import (
+    LibrdkafkaLogger,
     admin_config,
     client_config,
     cluster_config,
@@ -162,6 +165,20 @@ def test_every_reader_takes_the_reader_keys_and_every_admin_client_the_admin_key
         assert config["enable.auto.commit"] is False
     for config in admins:
         assert _passthrough_in(config) == passthrough_for(PASSTHROUGH, "admin")
+    for config in readers + admins:  # librdkafka's lines never land raw in a tool's output
+        assert isinstance(config["logger"], LibrdkafkaLogger)
+
+
+def test_librdkafka_lines_reach_structlog_as_warnings_and_errors_and_info_is_dropped() -> None:
+    logger = LibrdkafkaLogger()
+    with capture_logs() as logs:
+        logger.log(logging.INFO, "%s|BGQUEUE| Purging %d unserved events", "rdkafka#producer-2", 1)
+        logger.log(logging.WARNING, "%s|FAIL| broker down", "rdkafka#consumer-1")
+        logger.log(logging.ERROR, "no args")
+    assert [(e["log_level"], e["message"]) for e in logs] == [
+        ("warning", "rdkafka#consumer-1|FAIL| broker down"),
+        ("error", "no args"),
+    ]
 
 
 def test_the_members_consumer_takes_the_member_keys(
