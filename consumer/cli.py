@@ -39,6 +39,7 @@ from consumer.ops.metrics import Metrics
 from consumer.tools.options import (
     BadSetting,
     EnvCommand,
+    group_option,
     kafka_options,
 )
 from consumer.tools.registry_options import pop_registry_settings, schema_registry_options
@@ -89,15 +90,7 @@ def main() -> None:
 
 @main.command()
 @kafka_options
-@click.option(
-    "--consumer-group",
-    "--group",
-    "group",
-    envvar="CONSUMER_GROUP",
-    default="fulfillment-consumer",
-    show_default=True,
-    help="Consumer group id.",
-)
+@group_option
 @click.option(
     "--kafka-group-protocol",
     "--group-protocol",

@@ -38,7 +38,7 @@ from consumer.core.replay_targets import (
     split_topic,
 )
 from consumer.kafka.admin import GroupAdmin
-from consumer.tools.options import EnvCommand, kafka_cluster, kafka_options
+from consumer.tools.options import EnvCommand, group_option, kafka_cluster, kafka_options
 from consumer.tools.replay_preview import (
     PreviewTooLarge,
     Span,
@@ -222,14 +222,7 @@ def _report_commit(document: dict[str, object], count: int, *, as_json: bool, ex
 
 @click.command("replay", cls=EnvCommand)
 @kafka_options
-@click.option(
-    "--consumer-group",
-    "--group",
-    "group",
-    envvar="CONSUMER_GROUP",
-    default="fulfillment-consumer",
-    show_default=True,
-)
+@group_option
 @click.option("--to-earliest", is_flag=True, help="The first record still in each partition.")
 @click.option("--to-latest", is_flag=True, help="The end: skip everything not yet committed.")
 @click.option("--to-current", is_flag=True, help="Where the group is (rewrites the commit only).")

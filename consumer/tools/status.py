@@ -31,7 +31,7 @@ from consumer.core.dispatch_log import UNSURE
 from consumer.core.errors import ConfigurationError, InfrastructureError, TopicMissingError
 from consumer.core.partition import inherited_log
 from consumer.kafka.admin import GroupAdmin
-from consumer.tools.options import EnvCommand, kafka_cluster, kafka_options
+from consumer.tools.options import EnvCommand, group_option, kafka_cluster, kafka_options
 from consumer.tools.replay import PartitionOffsets, read_offsets
 
 
@@ -181,14 +181,7 @@ def _ints(values: Sequence[int]) -> str:
 
 @click.command("status", cls=EnvCommand)
 @kafka_options
-@click.option(
-    "--consumer-group",
-    "--group",
-    "group",
-    envvar="CONSUMER_GROUP",
-    default="fulfillment-consumer",
-    show_default=True,
-)
+@group_option
 @click.option("--dlq-topic", envvar="DLQ_TOPIC", default=None, help="[default: <topic>.dlq]")
 @click.option(
     "--parking-topic", envvar="PARKING_TOPIC", default=None, help="[default: <topic>.parked]"
