@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,6 +51,14 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
         time.sleep(interval)
+
+
+def split(simulation: Simulation, at: int) -> tuple[Simulation, Simulation, set[str]]:
+    """The first `at` events, the rest, and the orders that have events on both sides."""
+    before = replace(simulation, events=simulation.events[:at])
+    after = replace(simulation, events=simulation.events[at:])
+    both = {e.order_id for e in before.events} & {e.order_id for e in after.events}
+    return before, after, both
 
 
 @dataclass

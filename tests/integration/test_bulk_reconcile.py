@@ -10,7 +10,6 @@ posted; per-order reads are only for records the listing cannot speak for.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import httpx2
 import pytest
@@ -19,7 +18,7 @@ from consumer.core.bulk_reconcile import BULK_MIN_RECORDS
 from consumer.sandbox.server import SandboxServer
 from consumer.tools.demo import reconcile
 from consumer.tools.warehouse.simulator import seed_sandbox, simulate
-from tests.integration.group_harness import Group
+from tests.integration.group_harness import Group, split
 from tests.integration.records import last_request_seq, requests_after
 
 pytestmark = pytest.mark.kafka
@@ -34,11 +33,7 @@ def test_a_reset_to_earliest_settles_applied_events_from_listings_and_posts_the_
     sandbox: SandboxServer, make_group: Callable[..., Group]
 ) -> None:
     sim = simulate(ORDERS, seed=4242)
-    third = len(sim.events) // 3
-    applied_first = replace(sim, events=sim.events[:third])
-    never_applied = replace(sim, events=sim.events[third:])
-    applied_ids = {e.order_id for e in applied_first.events}
-    mixed = applied_ids & {e.order_id for e in never_applied.events}
+    applied_first, never_applied, mixed = split(sim, len(sim.events) // 3)
     assert mixed, "some orders have events on both sides of the reset"
     with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 from consumer.sandbox.server import SandboxServer
 from consumer.tools.demo import reconcile
 from consumer.tools.warehouse.simulator import seed_sandbox, simulate
-from tests.integration.group_harness import Group
+from tests.integration.group_harness import Group, split
 from tests.integration.records import last_request_seq, requests_after
 
 pytestmark = pytest.mark.kafka
@@ -62,10 +61,7 @@ def test_a_replay_of_orders_applied_in_part_posts_exactly_the_missing_events(
     sandbox: SandboxServer, make_group: Callable[..., Group]
 ) -> None:
     sim = simulate(ORDERS, seed=7171)
-    half = len(sim.events) // 2
-    applied_first = replace(sim, events=sim.events[:half])
-    never_applied = replace(sim, events=sim.events[half:])
-    mixed = {e.order_id for e in applied_first.events} & {e.order_id for e in never_applied.events}
+    applied_first, never_applied, mixed = split(sim, len(sim.events) // 2)
     assert mixed, "some orders have events on both sides of the reset"
     with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)
