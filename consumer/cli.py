@@ -275,7 +275,7 @@ def run(**options: Any) -> None:
     try:
         code = asyncio.run(_run_member(settings))
     except ConfigurationError as exc:  # found at start, e.g. a side topic with too few partitions
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise BadSetting(exc) from None
     sys.exit(code)
 
 
@@ -322,7 +322,7 @@ async def _run_member(settings: Settings) -> int:
     try:
         registry = SchemaRegistry(settings.schema_registry) if settings.schema_registry else None
     except ConfigurationError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise BadSetting(exc) from None
     codec = EventCodec(SchemaStore.load_default(), registry=registry)
     try:
         dr = DigitalRiverClient(
@@ -335,7 +335,7 @@ async def _run_member(settings: Settings) -> int:
             user_agent=f"fulfillment-consumer ({socket.gethostname()}; pid {os.getpid()})",
         )
     except ConfigurationError as exc:  # a CA bundle that is not PEM
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise BadSetting(exc) from None
     rng = random.Random()
     try:
         source = KafkaSource(consumer_config(settings), settings.topic)

@@ -38,7 +38,13 @@ from consumer.core.replay_targets import (
     split_topic,
 )
 from consumer.kafka.admin import GroupAdmin
-from consumer.tools.options import EnvCommand, group_option, kafka_cluster, kafka_options
+from consumer.tools.options import (
+    BadSetting,
+    EnvCommand,
+    group_option,
+    kafka_cluster,
+    kafka_options,
+)
 from consumer.tools.replay_preview import (
     PreviewTooLarge,
     Span,
@@ -335,7 +341,7 @@ def replay_command(
                 as_json = bool(options["as_json"]) and not export
                 _report_commit(document, len(moves), as_json=as_json, export=export)
     except ConfigurationError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise BadSetting(exc) from None
     except (InfrastructureError, PreviewTooLarge) as exc:  # Kafka's, before Digital River's
         raise click.ClickException(str(exc)) from exc
     except RetryableFailure as exc:
