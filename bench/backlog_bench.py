@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import importlib.util
 import json
 import os
 import pickle
@@ -47,20 +46,19 @@ import tracemalloc
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import httpx2
 from confluent_kafka import Consumer, TopicPartition
+from harness import cpu_seconds, rss_mib, start_broker
 
-from consumer.tools.demo import create_topics, free_port, member_env, publish_events, spawn
+from consumer.tools.demo import create_topics, free_port, member_env, publish_events, sandbox_child
 from consumer.tools.warehouse.simulator import Simulation, expected_ledger, seed_sandbox, simulate
 
-ROOT = Path(__file__).resolve().parents[1]
 ORDERS_PER_CHUNK = 20_000
 MIB = 1024 * 1024
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -71,20 +69,11 @@ class Proc:
     last_cpu: float = 0.0
 
     def rss_mib(self) -> float:
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
+        return rss_mib(self.pid)
 
     def cpu_seconds(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return self.last_cpu
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+        found = cpu_seconds(self.pid)
+        return self.last_cpu if found is None else found
 
 
 @dataclass
@@ -135,7 +124,7 @@ def build_backlog(
     published = orders = 0
     expected: dict[str, dict[str, tuple[int, int]]] = {}
     started = time.monotonic()
-    with httpx.Client(timeout=120) as client:
+    with httpx2.Client(timeout=120) as client:
         for sim in chunks(events, seed):
             for url in urls:
                 seed_sandbox(url, sim, client, chunk_size=1000)
@@ -158,7 +147,7 @@ def report_ledger(url: str, expected: dict[str, dict[str, tuple[int, int]]]) -> 
 
 def verify(url: str, expected: dict[str, dict[str, tuple[int, int]]]) -> list[str]:
     """Orders whose lines at the sandbox differ from what the published events say."""
-    ledger = httpx.get(f"{url}/_admin/ledger", timeout=600).json()["orders"]
+    ledger = httpx2.get(f"{url}/_admin/ledger", timeout=600).json()["orders"]
     wrong = []
     for order_id, lines in expected.items():
         actual = ledger.get(order_id, {}).get("lines", {})
@@ -170,57 +159,6 @@ def verify(url: str, expected: dict[str, dict[str, tuple[int, int]]]) -> list[st
 
 
 # -- processes -----------------------------------------------------------------------------------
-@contextmanager
-def sandbox(latency_ms: int, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc = spawn(
-        [
-            sys.executable,
-            "-m",
-            "consumer",
-            "sandbox",
-            "--port",
-            str(port),
-            "--latency-ms",
-            str(latency_ms),
-            "--rate-limit",
-            "0",
-            "--strict",
-        ],
-        None,
-        log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/_admin/stats", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the sandbox did not start; log: {log}") from None
-                time.sleep(0.1)
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def start_broker(workdir: Path) -> tuple[object, str]:
-    spec = importlib.util.spec_from_file_location(
-        "local_kafka", ROOT / "deploy" / "kafka" / "local_kafka.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_kafka"] = module  # its dataclasses look their module up while defined
-    spec.loader.exec_module(module)
-    broker = module.LocalBroker(workdir, module.free_port(), module.free_port())
-    broker.start()
-    return broker, broker.bootstrap
-
-
 class Progress:
     """Committed offsets of the group, summed (one long-lived admin consumer)."""
 
@@ -481,7 +419,7 @@ def traced_member(directory: str, every: float, census: bool) -> None:
 
 def take_census() -> dict[str, object]:
     types = Counter(type(o).__name__ for o in gc.get_objects())
-    info: dict[str, object] = {"rss_mib": Proc(os.getpid()).rss_mib()}
+    info: dict[str, object] = {"rss_mib": rss_mib(os.getpid())}
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallinfo2.restype = _MallInfo2
@@ -611,7 +549,14 @@ def main() -> None:
         create_topics(bootstrap, topic, args.partitions)
         with ExitStack() as stack:
             sandboxes = [
-                stack.enter_context(sandbox(args.latency_ms, logs / f"sandbox-{label}.log"))
+                stack.enter_context(
+                    sandbox_child(
+                        free_port(),
+                        latency_ms=args.latency_ms,
+                        log_path=logs / f"sandbox-{label}.log",
+                        ready_within=60,
+                    )
+                )
                 for label, _ in codes
             ]
             print(f"building the backlog: {args.events:,} events on {args.partitions} partitions")
@@ -634,7 +579,7 @@ def main() -> None:
                     ok = report_ledger(arm.url, expected) and ok
     finally:
         if broker is not None:
-            broker.stop()  # type: ignore[attr-defined]
+            broker.stop()
     if args.check and not ok:
         sys.exit(1)
 

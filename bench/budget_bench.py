@@ -19,7 +19,6 @@ Every figure comes from the sandbox's own request log (what Digital River would 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -31,35 +30,31 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx2
-from confluent_kafka import (
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from harness import start_broker
 
 from consumer.codec.avro import encode_single_object
 from consumer.core.commit_metadata import decode as decode_metadata
 from consumer.core.dispatch_log import UNSURE, DispatchLog
+from consumer.kafka.admin import GroupAdmin
 from consumer.tools.demo import (
     create_topics,
     free_port,
     member_env,
     reconcile,
     sandbox_process,
+    sandbox_requests,
     spawn,
 )
 from consumer.tools.warehouse.simulator import Simulation, seed_sandbox, simulate
 
-ROOT = Path(__file__).resolve().parents[1]
 # Members use the consumer group protocol (KIP-848), which refuses session / heartbeat keys on
 # the client: the local broker's `group.consumer.*` settings give 6 s / 0.5 s instead
 # (deploy/kafka/local_kafka.py). Only a classic group needs them here.
@@ -67,20 +62,6 @@ FAST_GROUP: dict[str, str] = {}
 
 
 # -- the world ----------------------------------------------------------------------------------
-def start_broker(workdir: Path) -> tuple[Any, str]:
-    spec = importlib.util.spec_from_file_location(
-        "local_kafka", ROOT / "deploy" / "kafka" / "local_kafka.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_kafka"] = module
-    spec.loader.exec_module(module)
-    broker = module.LocalBroker(workdir, module.free_port(), module.free_port())
-    broker.start()
-    return broker, broker.bootstrap
-
-
 def publish_on(bootstrap: str, topic: str, sim: Simulation, partition_of: dict[str, int]) -> int:
     """Every event of an order to the partition chosen for it (explicitly, no hashing)."""
     producer = Producer(
@@ -136,30 +117,15 @@ class Group:
         return proc
 
     def committed(self) -> dict[int, tuple[int, str | None]]:
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.name})
-        try:
-            tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
-            for attempt in range(20):
-                try:
-                    found = c.committed(tps, timeout=10)
-                    return {tp.partition: (tp.offset, tp.metadata) for tp in found}
-                except KafkaException:
-                    if attempt == 19:
-                        raise
-                    time.sleep(0.5)
-            raise AssertionError("unreachable")
-        finally:
-            c.close()
+        """Per partition (committed offset or -1, its metadata); rides out coordinator moves."""
+        with GroupAdmin({"bootstrap.servers": self.bootstrap}, self.name, timeout=10) as admin:
+            found = admin.committed(self.topic, range(self.partitions))
+        return {c.partition: (-1 if c.offset is None else c.offset, c.metadata) for c in found}
 
     def ends(self) -> dict[int, int]:
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.name})
-        try:
-            return {
-                p: c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
-                for p in range(self.partitions)
-            }
-        finally:
-            c.close()
+        with GroupAdmin({"bootstrap.servers": self.bootstrap}, self.name, timeout=10) as admin:
+            marks = admin.watermarks(self.topic, range(self.partitions))
+        return {p: high for p, (_low, high) in marks.items()}
 
     def all_committed(self) -> bool:
         ends = self.ends()
@@ -209,16 +175,6 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.25)
 
 
-def requests_of(url: str, after: int = 0) -> Iterator[dict[str, Any]]:
-    while True:
-        page = httpx2.get(f"{url}/_admin/requests", params={"after": after}, timeout=60).json()
-        rows = page["requests"]
-        if not rows:
-            return
-        yield from rows
-        after = rows[-1]["seq"]
-
-
 @dataclass
 class Spend:
     """What the sandbox saw over a window of requests."""
@@ -250,7 +206,7 @@ def spend(url: str, after: int = 0) -> Spend:
     s = Spend(last_seq=after)
     times = []
     applied_at = []
-    for r in requests_of(url, after):
+    for r in sandbox_requests(url, after):
         s.last_seq = r["seq"]
         times.append(datetime.fromisoformat(r["receivedAt"]).timestamp())
         if r["method"] == "POST" and r["status"] == 201:
@@ -274,23 +230,40 @@ def spend(url: str, after: int = 0) -> Spend:
     return s
 
 
-def new_group(args: argparse.Namespace, bootstrap: str, url: str, logs: Path, **env: str) -> Group:
-    topic = f"budget.{uuid.uuid4().hex[:6]}"
-    create_topics(bootstrap, topic, args.partitions)
-    return Group(
-        bootstrap, topic, f"g-{topic}", args.partitions, url, logs, {**FAST_GROUP, **env}, []
-    )
+@contextmanager
+def seeded_world(
+    args: argparse.Namespace,
+    bootstrap: str,
+    scenario: str,
+    *,
+    orders: int,
+    latency_ms: int,
+    **env: str,
+) -> Iterator[tuple[Simulation, str, Group]]:
+    """A simulation of `orders` orders, a sandbox (`latency_ms`, rate limit `--limit`) seeded
+    with them, and a group with no member yet on a new topic; the sandbox stops on exit."""
+    sim = simulate(orders, args.seed)
+    logs = Path(tempfile.mkdtemp(prefix=f"budget-{scenario}-"))
+    with sandbox_process(free_port(), latency_ms=latency_ms, rate_limit=args.limit) as url:
+        with httpx2.Client(timeout=60) as client:
+            seed_sandbox(url, sim, client)
+        topic = f"budget.{uuid.uuid4().hex[:6]}"
+        create_topics(bootstrap, topic, args.partitions)
+        env = {**FAST_GROUP, **env}
+        yield sim, url, Group(bootstrap, topic, f"g-{topic}", args.partitions, url, logs, env, [])
+
+
+def _limited(args: argparse.Namespace) -> dict[str, str]:
+    """The members' DR_RATE_LIMIT: the key's limit, `--limit`, which the group shares."""
+    return {"DR_RATE_LIMIT": f"{args.limit:g}"}
 
 
 # -- scenarios ----------------------------------------------------------------------------------
 def scenario_skew(args: argparse.Namespace, bootstrap: str) -> bool:
-    sim = simulate(args.orders, args.seed)
-    placed = skewed(sim, args.partitions, args.partitions // 4, 0.8, args.seed)
-    logs = Path(tempfile.mkdtemp(prefix="budget-skew-"))
-    with sandbox_process(free_port(), latency_ms=args.latency_ms, rate_limit=args.limit) as url:
-        with httpx2.Client(timeout=60) as client:
-            seed_sandbox(url, sim, client)
-        group = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT=f"{args.limit:g}")
+    with seeded_world(
+        args, bootstrap, "skew", orders=args.orders, latency_ms=args.latency_ms, **_limited(args)
+    ) as (sim, url, group):
+        placed = skewed(sim, args.partitions, args.partitions // 4, 0.8, args.seed)
         for _ in range(args.members):
             group.start()
         wait_until(group.settled, 90, "every member owning its share of the partitions")
@@ -363,12 +336,9 @@ def reset_to_earliest(group: Group) -> str:
 
 def scenario_replay(args: argparse.Namespace, bootstrap: str) -> bool:
     orders = args.replay_orders
-    sim = simulate(orders, args.seed)
-    logs = Path(tempfile.mkdtemp(prefix="budget-replay-"))
-    with sandbox_process(free_port(), latency_ms=5, rate_limit=args.limit) as url:
-        with httpx2.Client(timeout=60) as client:
-            seed_sandbox(url, sim, client)
-        first = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT="100000")
+    with seeded_world(
+        args, bootstrap, "replay", orders=orders, latency_ms=5, DR_RATE_LIMIT="100000"
+    ) as (sim, url, first):
         # apply the backlog first, unthrottled, with one member
         httpx2.put(f"{url}/_admin/faults", json={"rateLimit": 0}, timeout=10).raise_for_status()
         publish_on(bootstrap, first.topic, sim, spread(sim, args.partitions))
@@ -385,12 +355,12 @@ def scenario_replay(args: argparse.Namespace, bootstrap: str) -> bool:
         ).raise_for_status()
         verdicts = []
         for members in (int(n) for n in args.replay_members.split(",")):
-            verdicts.append(_replay_once(args, first, url, sim, members=members, logs=logs))
+            verdicts.append(_replay_once(args, first, url, sim, members=members))
     return all(verdicts)
 
 
 def _replay_once(
-    args: argparse.Namespace, first: Group, url: str, sim: Simulation, *, members: int, logs: Path
+    args: argparse.Namespace, first: Group, url: str, sim: Simulation, *, members: int
 ) -> bool:
     """Reset the group to the earliest offsets with Kafka's tool, replay with `members`."""
     before = spend(url)
@@ -401,8 +371,8 @@ def _replay_once(
         first.name,
         first.partitions,
         url,
-        logs / f"replay-{members}-{uuid.uuid4().hex[:4]}",
-        {**FAST_GROUP, "DR_RATE_LIMIT": f"{args.limit:g}"},
+        first.logs / f"replay-{members}-{uuid.uuid4().hex[:4]}",
+        {**FAST_GROUP, **_limited(args)},
         [],
     )
     replay.logs.mkdir()
@@ -435,12 +405,9 @@ def _replay_once(
 
 def scenario_join(args: argparse.Namespace, bootstrap: str) -> bool:
     """A backlog, members joining one by one (each join moves partitions), no fault."""
-    sim = simulate(args.orders, args.seed)
-    logs = Path(tempfile.mkdtemp(prefix="budget-join-"))
-    with sandbox_process(free_port(), latency_ms=args.latency_ms, rate_limit=args.limit) as url:
-        with httpx2.Client(timeout=60) as client:
-            seed_sandbox(url, sim, client)
-        group = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT=f"{args.limit:g}")
+    with seeded_world(
+        args, bootstrap, "join", orders=args.orders, latency_ms=args.latency_ms, **_limited(args)
+    ) as (sim, url, group):
         publish_on(bootstrap, group.topic, sim, spread(sim, args.partitions))
         for i in range(args.members):
             group.start()
@@ -508,12 +475,9 @@ def unsure_orders(group: Group, partitions: set[int]) -> tuple[int, int]:
 
 def scenario_kill(args: argparse.Namespace, bootstrap: str) -> bool:
     """kill -9 of a member mid-run: its successor reads at most what it had in flight."""
-    sim = simulate(args.orders, args.seed)
-    logs = Path(tempfile.mkdtemp(prefix="budget-kill-"))
-    with sandbox_process(free_port(), latency_ms=args.latency_ms, rate_limit=args.limit) as url:
-        with httpx2.Client(timeout=60) as client:
-            seed_sandbox(url, sim, client)
-        group = new_group(args, bootstrap, url, logs, DR_RATE_LIMIT=f"{args.limit:g}")
+    with seeded_world(
+        args, bootstrap, "kill", orders=args.orders, latency_ms=args.latency_ms, **_limited(args)
+    ) as (sim, url, group):
         for _ in range(args.members):
             group.start()
         wait_until(group.settled, 90, "every member owning its share of the partitions")

@@ -22,15 +22,15 @@ import random
 import time
 import tracemalloc
 
-import httpx
+import httpx2
 
 from consumer.codec.avro import default_codec
 from consumer.config.settings import Secret
 from consumer.core.budget import TokenBucket
+from consumer.core.dispatch_log import DispatchLog
 from consumer.core.lanes import Batch, CoalescingPolicy, PendingEvent
 from consumer.core.outcomes import RetryPolicy
 from consumer.core.partition import PartitionState
-from consumer.core.reconcile import SuspectRange
 from consumer.digitalriver.client import DigitalRiverClient
 from consumer.digitalriver.delivery import FulfillmentSender
 from consumer.kafka.records import SourceRecord
@@ -51,7 +51,7 @@ def per_buffered_record(count: int) -> float:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    ps = PartitionState[SourceRecord](0, CoalescingPolicy(100), None, SuspectRange(0, 0))
+    ps = PartitionState[SourceRecord](0, CoalescingPolicy(100), None, DispatchLog(0))
     for offset, (key, value) in enumerate(raw):
         record = SourceRecord("warehouse.fulfillment-events", 0, offset, key, value, (), 0)
         ps.watermark.track(offset)
@@ -91,7 +91,7 @@ async def per_order_in_flight(count: int, hold_ms: int) -> float:
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         tasks = [asyncio.create_task(sender.send(b, 0)) for b in batches]
-        async with httpx.AsyncClient(base_url=sandbox.url) as admin:
+        async with httpx2.AsyncClient(base_url=sandbox.url) as admin:
             deadline = time.monotonic() + hold_ms / 1000
             while time.monotonic() < deadline:
                 stats = (await admin.get("/_admin/stats")).json()

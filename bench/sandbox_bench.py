@@ -1,6 +1,6 @@
 """How fast is the sandbox? It must never be what limits a consumer benchmark.
 
-Starts `python -m consumer.sandbox` as a subprocess (uvicorn, one worker, httptools + uvloop),
+Starts `python -m consumer sandbox` as a subprocess (uvicorn, one worker, httptools + uvloop),
 drives it over loopback with an httpx2.AsyncClient load generator (N concurrent workers, fixed
 duration, each request a valid POST /fulfillments on a lenient order), and prints requests/s,
 p50/p99 latency and the sandbox process's CPU use, at each configured latency fault.
@@ -16,19 +16,18 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx2
 import uvloop
+from harness import cpu_seconds
 
-ROOT = Path(__file__).resolve().parents[1]
+from consumer.tools.demo import free_port, sandbox_child
+
 KEY = "sk_test_bench"
 
 
@@ -64,47 +63,6 @@ class Result:
         if not self.server_cpu_s or not self.latencies_s:
             return ""
         return f" (~{len(self.latencies_s) / self.server_cpu_s:.0f} req/s per sandbox CPU-second)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process (Linux /proc), or None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_sandbox(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "consumer.sandbox",
-        "--port",
-        str(port),
-        "--lenient",
-        "--latency-ms",
-        str(latency_ms),
-    ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            httpx2.get(f"http://127.0.0.1:{port}/_admin/stats", timeout=1).raise_for_status()
-            return process
-        except httpx2.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the sandbox did not start")
 
 
 async def drive(
@@ -169,11 +127,11 @@ def run(
     processes: int,
 ) -> Result:
     """One sandbox subprocess, `processes` generator processes sharing `concurrency` workers."""
-    port = free_port()
-    sandbox = start_sandbox(port, latency_ms)
-    url = f"http://127.0.0.1:{port}"
     spawn = multiprocessing.get_context("spawn")
-    try:
+    with sandbox_child(free_port(), latency_ms=latency_ms, strict=False, ready_within=15) as (
+        url,
+        sandbox,
+    ):
         with ProcessPoolExecutor(processes, mp_context=spawn) as pool:
             list(pool.map(time.sleep, [0] * processes))  # start the generators before the clock
             measure_from = time.time() + warmup_s
@@ -189,9 +147,6 @@ def run(
             cpu_after = cpu_seconds(sandbox.pid)
             outcomes = [future.result() for future in futures]
         stats = httpx2.get(f"{url}/_admin/stats", timeout=5).json()
-    finally:
-        sandbox.terminate()
-        sandbox.wait(10)
     latencies = tuple(latency for found, _ in outcomes for latency in found)
     cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     failures = sum(failed for _, failed in outcomes)

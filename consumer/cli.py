@@ -39,6 +39,7 @@ from consumer.ops.metrics import Metrics
 from consumer.tools.options import (
     BadSetting,
     EnvCommand,
+    group_option,
     kafka_options,
 )
 from consumer.tools.registry_options import pop_registry_settings, schema_registry_options
@@ -89,15 +90,7 @@ def main() -> None:
 
 @main.command()
 @kafka_options
-@click.option(
-    "--consumer-group",
-    "--group",
-    "group",
-    envvar="CONSUMER_GROUP",
-    default="fulfillment-consumer",
-    show_default=True,
-    help="Consumer group id.",
-)
+@group_option
 @click.option(
     "--kafka-group-protocol",
     "--group-protocol",
@@ -282,7 +275,7 @@ def run(**options: Any) -> None:
     try:
         code = asyncio.run(_run_member(settings))
     except ConfigurationError as exc:  # found at start, e.g. a side topic with too few partitions
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise BadSetting(exc) from None
     sys.exit(code)
 
 
@@ -329,7 +322,7 @@ async def _run_member(settings: Settings) -> int:
     try:
         registry = SchemaRegistry(settings.schema_registry) if settings.schema_registry else None
     except ConfigurationError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise BadSetting(exc) from None
     codec = EventCodec(SchemaStore.load_default(), registry=registry)
     try:
         dr = DigitalRiverClient(
@@ -342,7 +335,7 @@ async def _run_member(settings: Settings) -> int:
             user_agent=f"fulfillment-consumer ({socket.gethostname()}; pid {os.getpid()})",
         )
     except ConfigurationError as exc:  # a CA bundle that is not PEM
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise BadSetting(exc) from None
     rng = random.Random()
     try:
         source = KafkaSource(consumer_config(settings), settings.topic)

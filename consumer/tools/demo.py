@@ -2,7 +2,8 @@
 
 simulator -> publisher -> Kafka -> N consumer members (`run` subprocesses) -> sandbox, then a
 reconciliation of the sandbox's ledger against what was published. A tool: the service never
-imports it. The pieces (`LocalStack`) are reused by the benchmarks.
+imports it. Its pieces (topics, the sandbox process, members, publishing, the reconciliation)
+are reused by the benchmarks and the integration tests' group harness.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from consumer.core.fulfillments import event_ids_of
 from consumer.kafka.admin import GroupAdmin, create_topic
 from consumer.kafka.configs import producer_config
 from consumer.kafka.writer import RecordWriter
+from consumer.tools.options import infrastructure_errors_reported
 from consumer.tools.warehouse.publisher import Publisher, SourceLine
 from consumer.tools.warehouse.simulator import Simulation, expected_ledger, seed_sandbox, simulate
 
@@ -76,12 +78,30 @@ def publish_events(bootstrap: str, topic: str, simulation: Simulation) -> int:
 def sandbox_process(
     port: int,
     *,
-    latency_ms: int,
+    latency_ms: float,
     strict: bool = True,
     rate_limit: float = 0,
     log_path: Path | None = None,
 ) -> Iterator[str]:
     """The sandbox as its own process (its own core), ready when this yields its URL."""
+    with sandbox_child(
+        port, latency_ms=latency_ms, strict=strict, rate_limit=rate_limit, log_path=log_path
+    ) as (url, _proc):
+        yield url
+
+
+@contextmanager
+def sandbox_child(
+    port: int,
+    *,
+    latency_ms: float,
+    strict: bool = True,
+    rate_limit: float = 0,
+    log_path: Path | None = None,
+    ready_within: float = 30,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`sandbox_process` that also yields the process (for its pid); DemoFailed unless it
+    answers within `ready_within` s. Terminated on exit."""
     args = [
         sys.executable,
         "-m",
@@ -98,19 +118,20 @@ def sandbox_process(
     proc = spawn(args, None, log_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + ready_within
         while True:
             try:
                 httpx2.get(f"{url}/_admin/stats", timeout=1).raise_for_status()
                 break
             except httpx2.HTTPError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise DemoFailed("the sandbox did not start") from None
+                    where = f"; log: {log_path}" if log_path is not None else ""
+                    raise DemoFailed(f"the sandbox did not start{where}") from None
                 time.sleep(0.1)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)  # a sandbox that served a long run takes a while to stop
 
 
 def member_env(
@@ -199,7 +220,7 @@ def reconcile(sandbox_url: str, simulation: Simulation) -> Reconciliation:
     position = {e.event_id: i for i, e in enumerate(simulation.events)}
     last_seen: dict[str, int] = {}
     seen: set[str] = set()
-    for request in _requests(sandbox_url):
+    for request in sandbox_requests(sandbox_url):
         if request.get("method") != "POST" or request.get("status") != 201:
             continue
         body = request.get("body") or {}
@@ -216,8 +237,8 @@ def reconcile(sandbox_url: str, simulation: Simulation) -> Reconciliation:
     return result
 
 
-def _requests(sandbox_url: str) -> Iterator[dict[str, Any]]:
-    after = 0
+def sandbox_requests(sandbox_url: str, after: int = 0) -> Iterator[dict[str, Any]]:
+    """Every request the sandbox logged after sequence number `after`, in arrival order."""
     while True:
         page = httpx2.get(
             f"{sandbox_url}/_admin/requests", params={"after": after}, timeout=60
@@ -267,75 +288,71 @@ def demo_command(
     workdir: Path,
 ) -> None:
     """Everything local, end to end: simulate, publish, consume with a group, reconcile."""
-    try:
-        _demo(
-            bootstrap_servers=bootstrap_servers,
-            orders=orders,
-            members=members,
-            partitions=partitions,
-            latency_ms=latency_ms,
-            seed=seed,
-            group_protocol=group_protocol,
-            workdir=workdir,
-        )
-    except InfrastructureError as exc:  # DemoFailed too
-        raise click.ClickException(str(exc)) from exc
+    with infrastructure_errors_reported():  # DemoFailed too
+        console = Console(stderr=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        run_id = uuid.uuid4().hex[:6]
+        topic, group = f"demo.fulfillment-events.{run_id}", f"demo-consumer-{run_id}"
+        create_topics(bootstrap_servers, topic, partitions)
+        console.print(f"[bold]topic[/] {topic} ({partitions} partitions)  [bold]group[/] {group}")
+        with sandbox_process(
+            free_port(), latency_ms=latency_ms, log_path=workdir / "sandbox.log"
+        ) as url:
+            simulation = simulate(orders, seed)
+            with httpx2.Client(timeout=30) as client:
+                seed_sandbox(url, simulation, client)
+            console.print(
+                f"sandbox at {url}: {orders} orders seeded (strict), {latency_ms} ms latency"
+            )
+            published = publish_events(bootstrap_servers, topic, simulation)
+            console.print(f"published {published} events for {orders} orders")
+            protocol = group_protocol.lower()
+            env = member_env(
+                bootstrap_servers, topic, group, url, {"KAFKA_GROUP_PROTOCOL": protocol}
+            )
+            procs = [start_member(env, workdir / f"member-{i}.log") for i in range(members)]
+            console.print(f"started {members} consumer members (logs in {workdir})")
+            console.print(_protocol_line(protocol))
+            started = time.monotonic()
+            _follow(
+                console,
+                url,
+                published,
+                procs,
+                lambda: group_lag(bootstrap_servers, topic, group, partitions)[0],
+            )
+            elapsed = time.monotonic() - started
+            codes = stop_members(procs)
+            result = reconcile(url, simulation)
+        _report(console, result, published, elapsed, codes)
+        if result.mismatches or result.order_violations or result.duplicate_events or any(codes):
+            sys.exit(1)
 
 
-def _demo(
-    *,
-    bootstrap_servers: str,
-    orders: int,
-    members: int,
-    partitions: int,
-    latency_ms: int,
-    seed: int,
-    group_protocol: str,
-    workdir: Path,
+def _follow(
+    console: Console,
+    url: str,
+    published: int,
+    procs: list[subprocess.Popen[bytes]],
+    committed: Callable[[], int],
 ) -> None:
-    console = Console(stderr=True)
-    workdir.mkdir(parents=True, exist_ok=True)
-    run_id = uuid.uuid4().hex[:6]
-    topic, group = f"demo.fulfillment-events.{run_id}", f"demo-consumer-{run_id}"
-    create_topics(bootstrap_servers, topic, partitions)
-    console.print(f"[bold]topic[/] {topic} ({partitions} partitions)  [bold]group[/] {group}")
-    with sandbox_process(
-        free_port(), latency_ms=latency_ms, log_path=workdir / "sandbox.log"
-    ) as url:
-        simulation = simulate(orders, seed)
-        with httpx2.Client(timeout=30) as client:
-            seed_sandbox(url, simulation, client)
-        console.print(f"sandbox at {url}: {orders} orders seeded (strict), {latency_ms} ms latency")
-        published = publish_events(bootstrap_servers, topic, simulation)
-        console.print(f"published {published} events for {orders} orders")
-        protocol = group_protocol.lower()
-        env = member_env(bootstrap_servers, topic, group, url, {"KAFKA_GROUP_PROTOCOL": protocol})
-        procs = [start_member(env, workdir / f"member-{i}.log") for i in range(members)]
-        console.print(f"started {members} consumer members (logs in {workdir})")
-        console.print(_protocol_line(protocol))
-        started = time.monotonic()
-        with Progress(
-            TextColumn("[bold]committed"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[posts]}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("committed", total=published, posts="")
-            while True:
-                done, _total = group_lag(bootstrap_servers, topic, group, partitions)
-                stats = httpx2.get(f"{url}/_admin/stats", timeout=10).json()
-                progress.update(task, completed=done, posts=f"POSTs at DR: {_count_posts(stats)}")
-                if done >= published or any(p.poll() is not None for p in procs):
-                    break
-                time.sleep(0.5)
-        elapsed = time.monotonic() - started
-        codes = stop_members(procs)
-        result = reconcile(url, simulation)
-    _report(console, result, published, elapsed, codes)
-    if result.mismatches or result.order_violations or result.duplicate_events or any(codes):
-        sys.exit(1)
+    """A progress bar of the committed records until all `published` are or a member exited."""
+    with Progress(
+        TextColumn("[bold]committed"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[posts]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("committed", total=published, posts="")
+        while True:
+            done = committed()
+            stats = httpx2.get(f"{url}/_admin/stats", timeout=10).json()
+            progress.update(task, completed=done, posts=f"POSTs at DR: {_count_posts(stats)}")
+            if done >= published or any(p.poll() is not None for p in procs):
+                return
+            time.sleep(0.5)
 
 
 def _protocol_line(protocol: str) -> str:

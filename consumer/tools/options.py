@@ -7,13 +7,15 @@ Shared by cli.py and the tools, so a tool never imports cli.py (cli.py imports t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
 from consumer.config.settings import librdkafka_passthrough
-from consumer.core.errors import ConfigurationError
+from consumer.core.errors import ConfigurationError, InfrastructureError
 from consumer.kafka.configs import cluster_config
 
 EXIT_BAD_SETTING = 2  # as click's usage errors (a bad value in the environment is one too)
@@ -53,6 +55,16 @@ class EnvCommand(click.Command):
             raise
 
 
+@contextmanager
+def infrastructure_errors_reported() -> Iterator[None]:
+    """An InfrastructureError (a broker or service that would not do its part) raised inside
+    becomes click's error: its message on stderr, exit 1."""
+    try:
+        yield
+    except InfrastructureError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def kafka_options(fn: Any) -> Any:
     fn = click.option(
         "--kafka-bootstrap-servers",
@@ -73,6 +85,19 @@ def kafka_options(fn: Any) -> Any:
         help="Input topic.",
     )(fn)
     return fn
+
+
+def group_option(fn: Any) -> Any:
+    """`--consumer-group` / `--group` (CONSUMER_GROUP): the group a command runs as or acts on."""
+    return click.option(
+        "--consumer-group",
+        "--group",
+        "group",
+        envvar="CONSUMER_GROUP",
+        default="fulfillment-consumer",
+        show_default=True,
+        help="Consumer group id.",
+    )(fn)
 
 
 def kafka_cluster(bootstrap_servers: str) -> dict[str, str]:

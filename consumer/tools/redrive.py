@@ -45,7 +45,12 @@ from consumer.kafka.configs import producer_config
 from consumer.kafka.reader import read_to_end
 from consumer.kafka.records import SourceRecord
 from consumer.kafka.writer import RecordWriter
-from consumer.tools.options import EnvCommand, kafka_cluster, kafka_options
+from consumer.tools.options import (
+    EnvCommand,
+    infrastructure_errors_reported,
+    kafka_cluster,
+    kafka_options,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,10 +276,8 @@ def redrive_command(
         raise click.UsageError("give either --order ORDER_ID or --all")
     config = kafka_cluster(bootstrap_servers)
     parking = parking_topic or f"{topic}.parked"
-    try:
+    with infrastructure_errors_reported():
         _redrive(config, topic, parking, order_id, dry_run=dry_run)
-    except InfrastructureError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _redrive(

@@ -38,7 +38,13 @@ from consumer.core.replay_targets import (
     split_topic,
 )
 from consumer.kafka.admin import GroupAdmin
-from consumer.tools.options import EnvCommand, kafka_cluster, kafka_options
+from consumer.tools.options import (
+    BadSetting,
+    EnvCommand,
+    group_option,
+    kafka_cluster,
+    kafka_options,
+)
 from consumer.tools.replay_preview import (
     PreviewTooLarge,
     Span,
@@ -222,14 +228,7 @@ def _report_commit(document: dict[str, object], count: int, *, as_json: bool, ex
 
 @click.command("replay", cls=EnvCommand)
 @kafka_options
-@click.option(
-    "--consumer-group",
-    "--group",
-    "group",
-    envvar="CONSUMER_GROUP",
-    default="fulfillment-consumer",
-    show_default=True,
-)
+@group_option
 @click.option("--to-earliest", is_flag=True, help="The first record still in each partition.")
 @click.option("--to-latest", is_flag=True, help="The end: skip everything not yet committed.")
 @click.option("--to-current", is_flag=True, help="Where the group is (rewrites the commit only).")
@@ -342,7 +341,7 @@ def replay_command(
                 as_json = bool(options["as_json"]) and not export
                 _report_commit(document, len(moves), as_json=as_json, export=export)
     except ConfigurationError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise BadSetting(exc) from None
     except (InfrastructureError, PreviewTooLarge) as exc:  # Kafka's, before Digital River's
         raise click.ClickException(str(exc)) from exc
     except RetryableFailure as exc:

@@ -31,7 +31,13 @@ from consumer.core.dispatch_log import UNSURE
 from consumer.core.errors import ConfigurationError, InfrastructureError, TopicMissingError
 from consumer.core.partition import inherited_log
 from consumer.kafka.admin import GroupAdmin
-from consumer.tools.options import EnvCommand, kafka_cluster, kafka_options
+from consumer.tools.options import (
+    BadSetting,
+    EnvCommand,
+    group_option,
+    kafka_cluster,
+    kafka_options,
+)
 from consumer.tools.replay import PartitionOffsets, read_offsets
 
 
@@ -181,14 +187,7 @@ def _ints(values: Sequence[int]) -> str:
 
 @click.command("status", cls=EnvCommand)
 @kafka_options
-@click.option(
-    "--consumer-group",
-    "--group",
-    "group",
-    envvar="CONSUMER_GROUP",
-    default="fulfillment-consumer",
-    show_default=True,
-)
+@group_option
 @click.option("--dlq-topic", envvar="DLQ_TOPIC", default=None, help="[default: <topic>.dlq]")
 @click.option(
     "--parking-topic", envvar="PARKING_TOPIC", default=None, help="[default: <topic>.parked]"
@@ -218,7 +217,7 @@ def status_command(
         }
         check_topic(topic, "FULFILLMENT_TOPIC")
     except ConfigurationError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise BadSetting(exc) from None
     config = kafka_cluster(bootstrap_servers)
     console = Console()
     try:

@@ -1,4 +1,4 @@
-"""Fixtures for integration tests: consumer groups of real member processes."""
+"""Fixtures for integration tests: consumer groups of real member processes, a strict sandbox."""
 
 from __future__ import annotations
 
@@ -7,7 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from consumer.sandbox.config import FaultSettings, SandboxConfig
+from consumer.sandbox.server import SandboxServer
 from tests.integration.group_harness import Group
+
+DEFAULT_SANDBOX_LATENCY_MS = 5
+
+
+@pytest.fixture
+def sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxServer]:
+    """A strict sandbox on loopback (orders must be seeded). Each request waits the test
+    module's `SANDBOX_LATENCY_MS`, DEFAULT_SANDBOX_LATENCY_MS when it names none. A module that
+    needs another sandbox defines its own `sandbox` fixture."""
+    latency = getattr(request.module, "SANDBOX_LATENCY_MS", DEFAULT_SANDBOX_LATENCY_MS)
+    config = SandboxConfig(strict_orders=True, faults=FaultSettings(latency_ms=latency))
+    with SandboxServer(config) as server:
+        yield server
 
 
 @pytest.fixture

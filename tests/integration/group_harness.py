@@ -10,10 +10,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at runtime, missing from the stubs
     AdminClient,
     AlterConfigOpType,
@@ -25,6 +26,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at
 
 from consumer.tools.demo import create_topics, member_env, publish_events, start_member
 from consumer.tools.warehouse.simulator import Simulation
+
+T = TypeVar("T")
 
 FAST_GROUP = {
     # a killed member's partitions move within seconds, not the default 45 s. Classic members
@@ -48,6 +51,14 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
         time.sleep(interval)
+
+
+def split(simulation: Simulation, at: int) -> tuple[Simulation, Simulation, set[str]]:
+    """The first `at` events, the rest, and the orders that have events on both sides."""
+    before = replace(simulation, events=simulation.events[:at])
+    after = replace(simulation, events=simulation.events[at:])
+    both = {e.order_id for e in before.events} & {e.order_id for e in after.events}
+    return before, after, both
 
 
 @dataclass
@@ -84,6 +95,10 @@ class Group:
             {**fast_group_env(env.get("KAFKA_GROUP_PROTOCOL", "consumer")), **env},
         )
 
+    def command_options(self) -> list[str]:
+        """The options that point an operator command (`replay`, `status`) at this group."""
+        return ["--bootstrap-servers", self.bootstrap, "--topic", self.topic, "--group", self.group]
+
     def publish(self, simulation: Simulation) -> int:
         return publish_events(self.bootstrap, self.topic, simulation)
 
@@ -98,12 +113,33 @@ class Group:
 
     def committed(self) -> dict[int, int]:
         """Committed offset per partition (-1 when none); rides out coordinator moves."""
+        return {p: offset for p, (offset, _) in self.committed_with_metadata().items()}
+
+    def committed_with_metadata(self) -> dict[int, tuple[int, str | None]]:
+        """(committed offset or -1, its metadata) per partition; rides out coordinator moves."""
+        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+        return self._asked_again(
+            lambda c: {
+                tp.partition: (tp.offset, tp.metadata) for tp in c.committed(tps, timeout=10)
+            }
+        )
+
+    def end_offsets(self) -> dict[int, int]:
+        """End offset per partition; rides out a loaded broker (unknown partition at first)."""
+        return self._asked_again(
+            lambda c: {
+                p: c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+                for p in range(self.partitions)
+            }
+        )
+
+    def _asked_again(self, ask: Callable[[Consumer], T]) -> T:
+        """`ask` of a consumer of this group, asked up to 20 times 0.5 s apart while it raises."""
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group})
         try:
-            tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
             for attempt in range(20):
                 try:
-                    return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
+                    return ask(consumer)
                 except KafkaException:
                     if attempt == 19:
                         raise
@@ -112,25 +148,34 @@ class Group:
         finally:
             consumer.close()
 
-    def end_offsets(self) -> dict[int, int]:
-        """End offset per partition; rides out a loaded broker (unknown partition at first)."""
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group})
-        try:
-            for attempt in range(20):
-                try:
-                    return {
-                        p: consumer.get_watermark_offsets(
-                            TopicPartition(self.topic, p), timeout=10
-                        )[1]
-                        for p in range(self.partitions)
-                    }
-                except KafkaException:
-                    if attempt == 19:
-                        raise
-                    time.sleep(0.5)
-            raise AssertionError("unreachable")
-        finally:
-            consumer.close()
+    def reset_to_earliest_without_metadata(self) -> None:
+        """What `kafka-consumer-groups --reset-offsets --to-earliest --execute` writes: offset 0
+        of every partition, no metadata of ours."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        tps = [TopicPartition(self.topic, p, 0) for p in range(self.partitions)]
+        futures = admin.alter_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(self.group, tps)]
+        )
+        for future in futures.values():
+            future.result(timeout=30)
+
+    def apply_then_reset_to_earliest(
+        self, applied: Simulation, unread: Simulation | None = None
+    ) -> None:
+        """One member applies `applied` and stops (exit 0); `unread` is published and left
+        unread; then the offsets go back to the earliest, without metadata (as Kafka's tool)."""
+        self.publish(applied)
+        assert self.run_member_to_the_end(120, "the first part applied") == 0
+        if unread is not None:
+            self.publish(unread)
+        self.reset_to_earliest_without_metadata()
+
+    def run_member_to_the_end(self, timeout: float, what: str) -> int:
+        """Start one more member, wait until the group committed every record (`what`, for the
+        timeout's message), stop it; its exit code."""
+        member = self.start_member()
+        wait_until(self.all_committed, timeout, what)
+        return self.stop(member)
 
     def set_group_config(self, **configs: str) -> None:
         """Broker-side settings of this group (consumer protocol), e.g.

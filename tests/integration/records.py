@@ -194,6 +194,16 @@ def sandbox_requests(sandbox_url: str, order_id: str | None = None) -> Iterator[
         after = int(page[-1]["seq"])
 
 
+def last_request_seq(sandbox_url: str) -> int:
+    """The sequence number of the last request the sandbox received (0: none yet)."""
+    return max((int(r["seq"]) for r in sandbox_requests(sandbox_url)), default=0)
+
+
+def requests_after(sandbox_url: str, seq: int) -> list[dict[str, Any]]:
+    """The requests the sandbox received after the one numbered `seq`, in arrival order."""
+    return [r for r in sandbox_requests(sandbox_url) if int(r["seq"]) > seq]
+
+
 def seed_orders(sandbox_url: str, orders: Iterable[tuple[str, dict[str, int]]]) -> None:
     """Seed orders `(order id, {item id: units ordered})` into a strict sandbox."""
     body = {

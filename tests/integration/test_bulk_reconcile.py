@@ -9,82 +9,47 @@ posted; per-order reads are only for records the listing cannot speak for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable
 
 import httpx2
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from consumer.core.bulk_reconcile import BULK_MIN_RECORDS
-from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
 from consumer.tools.demo import reconcile
 from consumer.tools.warehouse.simulator import seed_sandbox, simulate
-from tests.integration.group_harness import Group, wait_until
-from tests.integration.records import sandbox_requests
+from tests.integration.group_harness import Group, split
+from tests.integration.records import last_request_seq, requests_after
 
 pytestmark = pytest.mark.kafka
+SANDBOX_LATENCY_MS = 2
 
 PARTITIONS = 2
 ORDERS = 400  # ~890 events: what was never applied is long enough per partition to be listed
 # (the applied third is settled from the changelog, applied_facts.py: it needs no listing)
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig(strict_orders=True, faults=FaultSettings(latency_ms=2))
-    with SandboxServer(config) as server:
-        yield server
-
-
-def _reset_to_earliest_without_metadata(group: Group) -> None:
-    """What `kafka-consumer-groups --reset-offsets --to-earliest --execute` writes."""
-    admin = AdminClient({"bootstrap.servers": group.bootstrap})
-    tps = [TopicPartition(group.topic, p, 0) for p in range(group.partitions)]
-    futures = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group.group, tps)])
-    for future in futures.values():
-        future.result(timeout=30)
-
-
-def _requests_after(url: str, seq: int) -> list[dict[str, Any]]:
-    return [r for r in sandbox_requests(url) if r["seq"] > seq]
-
-
 def test_a_reset_to_earliest_settles_applied_events_from_listings_and_posts_the_rest_once(
     sandbox: SandboxServer, make_group: Callable[..., Group]
 ) -> None:
     sim = simulate(ORDERS, seed=4242)
-    third = len(sim.events) // 3
-    applied_first = replace(sim, events=sim.events[:third])
-    never_applied = replace(sim, events=sim.events[third:])
-    applied_ids = {e.order_id for e in applied_first.events}
-    mixed = applied_ids & {e.order_id for e in never_applied.events}
+    applied_first, never_applied, mixed = split(sim, len(sim.events) // 3)
     assert mixed, "some orders have events on both sides of the reset"
     with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)
     group = make_group(PARTITIONS, sandbox.url)
 
-    group.publish(applied_first)
-    first = group.start_member()
-    wait_until(group.all_committed, 120, "the first third applied")
-    assert group.stop(first) == 0
-    seen = max(r["seq"] for r in sandbox_requests(sandbox.url))
-    group.publish(never_applied)  # published, never consumed before the reset
-    _reset_to_earliest_without_metadata(group)
+    group.apply_then_reset_to_earliest(applied_first, unread=never_applied)
+    seen = last_request_seq(sandbox.url)  # the reset range is read after this request
     assert min(group.end_offsets().values()) >= BULK_MIN_RECORDS
 
-    group.start_member()
-    wait_until(group.all_committed, 180, "every record read again and settled")
-    assert group.stop_all()[-1] == 0
+    assert group.run_member_to_the_end(180, "every record read again and settled") == 0
 
     result = reconcile(sandbox.url, sim)
     assert result.mismatches == [], "an event was applied twice or never"
     assert result.duplicate_events == 0
     assert result.order_violations == 0
-    after = _requests_after(sandbox.url, seen)
+    after = requests_after(sandbox.url, seen)
     posted = [r for r in after if r["method"] == "POST"]
     listed = [r for r in after if r["method"] == "GET" and "createdTime" in (r["query"] or "")]
     per_order = [r for r in after if r["method"] == "GET" and "orderId=" in (r["query"] or "")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -13,7 +13,7 @@ import pytest
 
 from consumer.core.events import FulfillmentEvent
 from consumer.core.fulfillments import event_ids_of
-from consumer.sandbox.config import FaultSettings, SandboxConfig
+from consumer.sandbox.config import SandboxConfig
 from consumer.sandbox.server import SandboxServer
 from consumer.tools.demo import reconcile
 from consumer.tools.warehouse.simulator import seed_sandbox, simulate
@@ -29,13 +29,6 @@ from tests.integration.records import (
 )
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig(strict_orders=True, faults=FaultSettings(latency_ms=5))
-    with SandboxServer(config) as server:
-        yield server
 
 
 def with_republished(
@@ -132,16 +125,12 @@ def test_a_duplicate_published_after_a_member_restart_is_not_applied(
         seed_orders(sandbox.url, [("ord_a", {"itm_a": 5})])
         original = shipment(str(uuid.uuid4()), "ord_a", (("itm_a", 2),))
         produce(group.bootstrap, group.topic, [valid_record(original)])
-        first = group.start_member()
-        wait_until(group.all_committed, 60, "the original is applied and committed")
-        assert group.stop(first) == 0
+        assert group.run_member_to_the_end(60, "the original is applied and committed") == 0
 
         # the outbox relay republishes it later; a new member (nothing in memory) reads it
         later = shipment(str(uuid.uuid4()), "ord_a", (("itm_a", 1),))
         produce(group.bootstrap, group.topic, [valid_record(original), valid_record(later)])
-        second = group.start_member()
-        wait_until(group.all_committed, 60, "the duplicate and the later event are settled")
-        assert group.stop(second) == 0
+        assert group.run_member_to_the_end(60, "the duplicate and the later event are settled") == 0
         lines = admin_get(sandbox.url, "/_admin/ledger", orderId="ord_a")["orders"]["ord_a"]
         assert lines["lines"]["itm_a"]["captured"] == 3
         assert sorted(_posted_ids(sandbox.url, "ord_a")) == sorted(
@@ -159,15 +148,11 @@ def test_a_duplicate_older_than_the_window_is_posted_as_a_new_event(
         seed_orders(sandbox.url, [("ord_a", {"itm_a": 5})])
         original = shipment(str(uuid.uuid4()), "ord_a", (("itm_a", 2),))
         produce(group.bootstrap, group.topic, [valid_record(original)])
-        first = group.start_member()
-        wait_until(group.all_committed, 60, "the original is applied and committed")
-        assert group.stop(first) == 0
+        assert group.run_member_to_the_end(60, "the original is applied and committed") == 0
         applied_by = time.monotonic()
         wait_until(lambda: time.monotonic() > applied_by + 8, 30, "the window has passed")
 
         produce(group.bootstrap, group.topic, [valid_record(original)])
-        second = group.start_member()
-        wait_until(group.all_committed, 60, "the late duplicate is settled")
-        assert group.stop(second) == 0
+        assert group.run_member_to_the_end(60, "the late duplicate is settled") == 0
         lines = admin_get(sandbox.url, "/_admin/ledger", orderId="ord_a")["orders"]["ord_a"]
         assert lines["lines"]["itm_a"]["captured"] == 4

@@ -5,26 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx2
 import pytest
 from confluent_kafka import ConsumerGroupType
 
-from consumer.sandbox.config import SandboxConfig
 from consumer.sandbox.server import SandboxServer
 from consumer.tools.warehouse.simulator import seed_sandbox, simulate
 from tests.integration.group_harness import Group, wait_until
 
 pytestmark = pytest.mark.kafka
+SANDBOX_LATENCY_MS = 0
 
 PARTITIONS = 4
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(strict_orders=True)) as server:
-        yield server
 
 
 def _shares(group: Group) -> list[int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ from confluent_kafka.admin import AdminClient
 from consumer.cli import main
 from consumer.core.deadletters import REDRIVEN_HEADER, parking_headers
 from consumer.core.reconcile import encode_commit_metadata
-from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
 from consumer.tools.demo import create_topics, reconcile
 from consumer.tools.warehouse.simulator import seed_sandbox, simulate
@@ -24,41 +23,17 @@ from tests.integration.group_harness import Group, wait_until
 pytestmark = pytest.mark.kafka
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig(strict_orders=True, faults=FaultSettings(latency_ms=5))
-    with SandboxServer(config) as server:
-        yield server
-
-
 def _cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def _replay(group: Group, *args: str) -> Result:
-    common = [
-        "--bootstrap-servers",
-        group.bootstrap,
-        "--topic",
-        group.topic,
-        "--group",
-        group.group,
-    ]
-    return _cli("replay", *common, *args)
+    return _cli("replay", *group.command_options(), *args)
 
 
 def _stats(sandbox: SandboxServer) -> dict[str, Any]:
     found: dict[str, dict[str, Any]] = httpx2.get(f"{sandbox.url}/_admin/stats", timeout=10).json()
     return found["byRoute"]
-
-
-def _committed_with_metadata(group: Group) -> dict[int, tuple[int, str | None]]:
-    consumer = Consumer({"bootstrap.servers": group.bootstrap, "group.id": group.group})
-    try:
-        tps = [TopicPartition(group.topic, p) for p in range(group.partitions)]
-        return {tp.partition: (tp.offset, tp.metadata) for tp in consumer.committed(tps, 10)}
-    finally:
-        consumer.close()
 
 
 def _member_ids(group: Group) -> list[str]:
@@ -79,21 +54,17 @@ def test_a_full_replay_from_earliest_after_success_posts_no_capture_and_reads_no
     with httpx2.Client(timeout=30) as client:
         seed_sandbox(sandbox.url, sim, client)
     group.publish(sim)
-    first = group.start_member()
-    wait_until(group.all_committed, 90, "the first run commits every record")
-    assert group.stop(first) == 0
+    assert group.run_member_to_the_end(90, "the first run commits every record") == 0
     posts_before = _stats(sandbox)["POST /fulfillments"]
     reads_before = _stats(sandbox).get("GET /fulfillments", {})
     ends = group.end_offsets()
 
     result = _replay(group, "--to-earliest", "--execute")
     assert result.exit_code == 0, result.output
-    replayed = _committed_with_metadata(group)
+    replayed = group.committed_with_metadata()
     assert replayed == {p: (0, encode_commit_metadata(ends[p])) for p in ends}
 
-    group.start_member()
-    wait_until(group.all_committed, 90, "the replay is read to the end again")
-    assert group.stop_all()[-1] == 0
+    assert group.run_member_to_the_end(90, "the replay is read to the end again") == 0
     stats = _stats(sandbox)
     assert stats["POST /fulfillments"] == posts_before, "a replayed event was posted again"
     # every replayed event is named by the applied-events changelog: settled with no request
@@ -152,7 +123,7 @@ def test_replay_to_offset_and_shift_by_move_only_the_named_partitions(
     assert group.committed() == {0: 3, 1: 10, 2: 3, 3: 10}
     assert _replay(group, "--shift-by", "-4", "--partitions", "1", "--execute").exit_code == 0
     assert _replay(group, "--shift-by", "-4", "--partitions", "2", "--execute").exit_code == 0
-    after = _committed_with_metadata(group)
+    after = group.committed_with_metadata()
     horizon = encode_commit_metadata(10)
     assert after == {0: (3, horizon), 1: (6, horizon), 2: (0, horizon), 3: (10, horizon)}
     assert _replay(group, "--to-offset", "3", "--partitions", "7", "--execute").exit_code == 2

@@ -65,15 +65,6 @@ def _replay(group: Group, *args: str, topic: str | None = None) -> Result:
     )
 
 
-def _committed_with_metadata(group: Group) -> dict[int, tuple[int, str | None]]:
-    consumer = Consumer({"bootstrap.servers": group.bootstrap, "group.id": group.group})
-    try:
-        tps = [TopicPartition(group.topic, p) for p in range(group.partitions)]
-        return {tp.partition: (tp.offset, tp.metadata) for tp in consumer.committed(tps, 10)}
-    finally:
-        consumer.close()
-
-
 UNMOVED = dict.fromkeys(range(PARTITIONS), PER_PARTITION)
 
 
@@ -93,12 +84,12 @@ UNMOVED = dict.fromkeys(range(PARTITIONS), PER_PARTITION)
 def test_replay_without_execute_shows_the_plan_and_moves_nothing(
     group: Group, target: list[str]
 ) -> None:
-    before = _committed_with_metadata(group)
+    before = group.committed_with_metadata()
     result = _replay(group, *target)
     assert result.exit_code == 0, result.output
     assert "nothing committed" in result.output
     assert "--execute" in result.output
-    assert _committed_with_metadata(group) == before
+    assert group.committed_with_metadata() == before
 
 
 def test_replay_by_duration_moves_to_the_first_record_of_that_window(group: Group) -> None:
@@ -127,7 +118,7 @@ def test_replay_to_current_keeps_the_offsets_and_writes_the_horizon(group: Group
     _commit(group, {0: 7, 1: 10, 2: 0, 3: 4}, with_horizon=False)
     assert _replay(group, "--to-current", "--execute").exit_code == 0
     end = encode_commit_metadata(PER_PARTITION)  # no horizon known: the end stands in for it
-    assert _committed_with_metadata(group) == {0: (7, end), 1: (10, end), 2: (0, end), 3: (4, end)}
+    assert group.committed_with_metadata() == {0: (7, end), 1: (10, end), 2: (0, end), 3: (4, end)}
 
 
 def test_topic_with_partitions_moves_only_those_partitions(group: Group) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -12,7 +12,6 @@ from click.testing import CliRunner, Result
 from confluent_kafka import Producer
 
 from consumer.cli import main
-from consumer.sandbox.config import FaultSettings, SandboxConfig
 from consumer.sandbox.server import SandboxServer
 from consumer.tools.demo import create_topics
 from consumer.tools.warehouse.simulator import seed_sandbox, simulate
@@ -23,24 +22,11 @@ pytestmark = pytest.mark.kafka
 TEST_KEY = "sk_test_replay_preview"
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig(strict_orders=True, faults=FaultSettings(latency_ms=5))
-    with SandboxServer(config) as server:
-        yield server
-
-
 def _dry_run(group: Group, *args: str) -> Result:
-    common = [
-        "--bootstrap-servers",
-        group.bootstrap,
-        "--topic",
-        group.topic,
-        "--group",
-        group.group,
-    ]
     return CliRunner().invoke(
-        main, ["replay", *common, "--to-earliest", "--dry-run", *args], catch_exceptions=False
+        main,
+        ["replay", *group.command_options(), "--to-earliest", "--dry-run", *args],
+        catch_exceptions=False,
     )
 
 
