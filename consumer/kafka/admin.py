@@ -197,6 +197,10 @@ def create_topic(
         if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
             return
         raise InfrastructureError(f"cannot create {topic}: {exc}") from exc
+    except TimeoutError as exc:  # no broker answered: ours, not a traceback
+        raise InfrastructureError(
+            f"cannot create {topic}: no answer from the brokers within {timeout:.0f} s"
+        ) from exc
 
 
 @contextmanager

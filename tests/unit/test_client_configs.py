@@ -5,6 +5,7 @@ are replaced by recorders of the config they are given."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from typing import Any, ClassVar
 
 import pytest
@@ -219,3 +220,18 @@ def test_a_client_config_is_its_defaults_under_the_filtered_passthrough(
     assert {k: v for k, v in config.items() if k not in taken and k != "bootstrap.servers"} == {
         k: v for k, v in defaults.items() if k not in taken
     }
+
+
+def test_creating_a_topic_no_broker_answers_is_our_error_naming_the_topic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Unanswered:
+        def __init__(self, _config: dict[str, Any]) -> None:
+            pass
+
+        def create_topics(self, topics: list[Any], **_k: Any) -> dict[str, Future[None]]:
+            return {t.topic: Future() for t in topics}  # never resolved: no broker
+
+    monkeypatch.setattr(admin, "AdminClient", Unanswered)
+    with pytest.raises(InfrastructureError, match=r"cannot create t\.parked: no answer"):
+        admin.create_topic(cluster_config("b:9092", {}), "t.parked", 3, {}, timeout=0.01)
