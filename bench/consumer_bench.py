@@ -9,7 +9,10 @@
 
 Between the two the sandbox ledger is reset and re-seeded, so each faces the same orders.
 Prints events/s, POSTs/s, events per POST (and the fewest POSTs the backlog allows), consumer
-CPU seconds per 1,000 events and milliseconds per POST, peak RSS, and per-order order violations.
+CPU seconds per 1,000 events and milliseconds per POST, the POSTs/s one core could carry at that
+cost (POSTs / CPU seconds: the figure to compare on a shared machine, where rates swing with
+the load), peak RSS, and per-order order violations. `--max-connections` and `--max-in-flight`
+set each member's DR_MAX_CONNECTIONS and MAX_IN_FLIGHT_ORDERS, to try the pool's size.
 
 `--scrape-metrics SECONDS` runs ours twice on the same backlog: without scraping, then while a
 thread GETs every member's `/metrics` at that interval (as Prometheus would; members listen on
@@ -17,7 +20,7 @@ HEALTH_PORT=0 and the port is read from their `health_listening` log line), to s
 endpoint costs.
 
     .venv/bin/python bench/consumer_bench.py [--orders 5000] [--latency-ms 50] [--members 1]
-        [--scrape-metrics 1]
+        [--scrape-metrics 1] [--max-connections 64] [--max-in-flight 256]
     (starts its own broker unless --bootstrap-servers is given)
 """
 
@@ -176,7 +179,12 @@ def run_ours(
     scrape_every: float | None = None,
 ) -> Result:
     group = f"bench-ours-{uuid.uuid4().hex[:6]}"
-    env = member_env(bootstrap, topic, group, url, {"LOG_FORMAT": "json", "HEALTH_PORT": "0"})
+    extra = {"LOG_FORMAT": "json", "HEALTH_PORT": "0"}
+    if args.max_connections:
+        extra["DR_MAX_CONNECTIONS"] = str(args.max_connections)
+    if args.max_in_flight:
+        extra["MAX_IN_FLIGHT_ORDERS"] = str(args.max_in_flight)
+    env = member_env(bootstrap, topic, group, url, extra)
     logs = Path(tempfile.mkdtemp(prefix="bench-"))
     started = time.monotonic()
     # BENCH_PROFILE=DIR: each member runs under py-spy, which writes DIR/member-N.txt (raw stacks)
@@ -241,7 +249,8 @@ def run_ours(
 
 def _print_dedupe_cost(logs: Path, events: int, seconds: float) -> None:
     """What exactly-once costs on the happy path: reconcile reads and synchronous horizon commits,
-    from each member's `member_stopped` line."""
+    from each member's `member_stopped` line (its `commits` counts partitions: one commit call
+    covers every partition it lists)."""
     reads = commits = 0
     for log in logs.glob("member-*.log"):
         for line in log.read_text(errors="replace").splitlines():
@@ -251,7 +260,8 @@ def _print_dedupe_cost(logs: Path, events: int, seconds: float) -> None:
                 commits += int(stopped.get("commits", 0))
     print(
         f"dedupe on the happy path: {reads} reconcile reads ({1000 * reads / max(1, events):.1f} "
-        f"per 1,000 events), {commits} synchronous commits ({commits / max(seconds, 1e-9):.1f}/s)"
+        f"per 1,000 events), {commits} partition offsets committed synchronously "
+        f"({commits / max(seconds, 1e-9):.1f}/s)"
     )
 
 
@@ -378,6 +388,12 @@ def main() -> None:
         metavar="SECONDS",
         help="also run ours while scraping every member's /metrics at this interval",
     )
+    parser.add_argument(
+        "--max-connections", type=int, help="each member's DR_MAX_CONNECTIONS [its default]"
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, help="each member's MAX_IN_FLIGHT_ORDERS [its default]"
+    )
     parser.add_argument("--bootstrap-servers")
     parser.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -427,6 +443,7 @@ COLUMNS = (
     ("ev/POST", 8),
     ("CPU s/1k ev", 11),
     ("CPU ms/POST", 11),
+    ("1-core POSTs/s", 14),
     ("peak RSS MB", 11),
     ("order viol.", 11),
     ("dup", 4),
@@ -442,6 +459,7 @@ def _print(results: list[Result]) -> None:
             f"{r.events / max(1, r.posts):.2f}",
             f"{1000 * r.cpu_seconds / max(1, r.events):.2f}",
             f"{1000 * r.cpu_seconds / max(1, r.posts):.2f}",
+            f"{r.posts / max(r.cpu_seconds, 1e-9):.0f}",
             f"{r.peak_rss_mb:.0f}",
             str(r.violations),
             str(r.duplicates),
