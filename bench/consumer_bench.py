@@ -27,7 +27,6 @@ endpoint costs.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import httpx2
 from confluent_kafka import Consumer, TopicPartition
+from harness import start_broker
 
 from consumer.codec.avro import default_codec
 from consumer.core.fulfillments import MAX_EVENTS_PER_REQUEST, build_request
@@ -357,20 +357,6 @@ def _caught_up(c: Consumer, topic: str, partition: int) -> bool:
     return position >= c.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[1]
 
 
-def _start_broker(workdir: Path) -> tuple[object, str]:
-    spec = importlib.util.spec_from_file_location(
-        "local_kafka", ROOT / "deploy" / "kafka" / "local_kafka.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_kafka"] = module  # its dataclasses look their module up while defined
-    spec.loader.exec_module(module)
-    broker = module.LocalBroker(workdir, module.free_port(), module.free_port())
-    broker.start()
-    return broker, broker.bootstrap
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -407,7 +393,7 @@ def main() -> None:
     broker = None
     bootstrap = args.bootstrap_servers
     if bootstrap is None:
-        broker, bootstrap = _start_broker(Path(tempfile.mkdtemp(prefix="bench-kafka-")))
+        broker, bootstrap = start_broker(Path(tempfile.mkdtemp(prefix="bench-kafka-")))
     try:
         topic = f"bench.{uuid.uuid4().hex[:6]}"
         create_topics(bootstrap, topic, args.partitions)
