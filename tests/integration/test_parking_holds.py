@@ -3,6 +3,7 @@ records live in the parking partition of their source partition; redrive loses n
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 import zlib
@@ -167,16 +168,24 @@ def _fix(sandbox_url: str, units: int) -> None:
     seed_orders(sandbox_url, [("ord_a", {"itm_a": units})])
 
 
+def _park_one_event(
+    group: Group, sandbox_url: str
+) -> tuple[FulfillmentEvent, subprocess.Popen[bytes]]:
+    """ord_a has 2 units of itm_a and a shipment of 3: a started member parks that event (409)."""
+    seed_orders(sandbox_url, [("ord_a", {"itm_a": 2})])
+    too_many = shipment(_id(), "ord_a", (("itm_a", 3),))
+    produce(group.bootstrap, group.topic, [valid_record(too_many)])
+    member = group.start_member()
+    wait_until(group.all_committed, 60, "the failing event is parked")
+    return too_many, member
+
+
 def test_a_redriven_record_that_is_not_its_orders_first_does_not_unpark_the_order(
     make_group: Callable[..., Group],
 ) -> None:
     with SandboxServer(SandboxConfig(strict_orders=True)) as sandbox:
         group = make_group(1, sandbox.url)
-        seed_orders(sandbox.url, [("ord_a", {"itm_a": 2})])
-        too_many = shipment(_id(), "ord_a", (("itm_a", 3),))
-        produce(group.bootstrap, group.topic, [valid_record(too_many)])
-        member = group.start_member()
-        wait_until(group.all_committed, 60, "the failing event is parked")
+        _, member = _park_one_event(group, sandbox.url)
         # a record redriven on its own (another order's redrive, a redrive that stopped half
         # way): it is not the order's first, so it must wait behind the parked event
         later = shipment(_id(), "ord_a", (("itm_a", 1),))
@@ -192,11 +201,7 @@ def test_a_record_parked_after_the_redrive_read_the_parking_topic_stays_redrivab
 ) -> None:
     with SandboxServer(SandboxConfig(strict_orders=True)) as sandbox:
         group = make_group(1, sandbox.url)
-        seed_orders(sandbox.url, [("ord_a", {"itm_a": 2})])
-        too_many = shipment(_id(), "ord_a", (("itm_a", 3),))
-        produce(group.bootstrap, group.topic, [valid_record(too_many)])
-        member = group.start_member()
-        wait_until(group.all_committed, 60, "the failing event is parked")
+        too_many, member = _park_one_event(group, sandbox.url)
 
         # redrive, step by step: it reads the parking topic ...
         config = {"bootstrap.servers": group.bootstrap}
@@ -234,11 +239,7 @@ def test_events_still_in_the_input_do_not_overtake_a_redriven_event_after_a_take
 ) -> None:
     with SandboxServer(SandboxConfig(strict_orders=True)) as sandbox:
         group = make_group(1, sandbox.url)
-        seed_orders(sandbox.url, [("ord_a", {"itm_a": 2})])
-        too_many = shipment(_id(), "ord_a", (("itm_a", 3),))
-        produce(group.bootstrap, group.topic, [valid_record(too_many)])
-        first = group.start_member()
-        wait_until(group.all_committed, 60, "the failing event is parked")
+        too_many, first = _park_one_event(group, sandbox.url)
         assert group.stop(first) == 0
 
         # a later event arrives while no member runs; the operator fixes the order, redrives:
