@@ -54,7 +54,13 @@ import httpx2
 from confluent_kafka import Consumer, TopicPartition
 from harness import cpu_seconds, rss_mib, start_broker
 
-from consumer.tools.demo import create_topics, free_port, member_env, publish_events, sandbox_child
+from consumer.tools.demo import (
+    create_topics,
+    free_port,
+    member_env,
+    publish_events,
+    sandbox_process,
+)
 from consumer.tools.warehouse.simulator import Simulation, expected_ledger, seed_sandbox, simulate
 
 ORDERS_PER_CHUNK = 20_000
@@ -550,7 +556,7 @@ def main() -> None:
         with ExitStack() as stack:
             sandboxes = [
                 stack.enter_context(
-                    sandbox_child(
+                    sandbox_process(
                         free_port(),
                         latency_ms=args.latency_ms,
                         log_path=logs / f"sandbox-{label}.log",

@@ -244,7 +244,7 @@ def seeded_world(
     with them, and a group with no member yet on a new topic; the sandbox stops on exit."""
     sim = simulate(orders, args.seed)
     logs = Path(tempfile.mkdtemp(prefix=f"budget-{scenario}-"))
-    with sandbox_process(free_port(), latency_ms=latency_ms, rate_limit=args.limit) as url:
+    with sandbox_process(free_port(), latency_ms=latency_ms, rate_limit=args.limit) as (url, _):
         with httpx2.Client(timeout=60) as client:
             seed_sandbox(url, sim, client)
         topic = f"budget.{uuid.uuid4().hex[:6]}"

@@ -406,7 +406,7 @@ def main() -> None:
             f"({published / best:.2f} events/POST)"
         )
         results = []
-        with sandbox_process(free_port(), latency_ms=args.latency_ms) as url:
+        with sandbox_process(free_port(), latency_ms=args.latency_ms) as (url, _):
             if not args.skip_baseline:
                 reset_sandbox(url, sim)
                 results.append(run_baseline(args, bootstrap, topic, url, sim))

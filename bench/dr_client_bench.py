@@ -89,7 +89,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    with sandbox_process(free_port(), latency_ms=args.latency_ms, strict=False) as url:
+    with sandbox_process(free_port(), latency_ms=args.latency_ms, strict=False) as (url, _):
         runs = [asyncio.run(one_round(url, args, f"r{n}")) for n in range(args.rounds)]
     print(
         f"{args.requests} POST /fulfillments, concurrency {args.concurrency}, "

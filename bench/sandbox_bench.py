@@ -26,7 +26,7 @@ import httpx2
 import uvloop
 from harness import cpu_seconds
 
-from consumer.tools.demo import free_port, sandbox_child
+from consumer.tools.demo import free_port, sandbox_process
 
 KEY = "sk_test_bench"
 
@@ -128,7 +128,7 @@ def run(
 ) -> Result:
     """One sandbox subprocess, `processes` generator processes sharing `concurrency` workers."""
     spawn = multiprocessing.get_context("spawn")
-    with sandbox_child(free_port(), latency_ms=latency_ms, strict=False, ready_within=15) as (
+    with sandbox_process(free_port(), latency_ms=latency_ms, strict=False, ready_within=15) as (
         url,
         sandbox,
     ):

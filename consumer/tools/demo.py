@@ -82,26 +82,10 @@ def sandbox_process(
     strict: bool = True,
     rate_limit: float = 0,
     log_path: Path | None = None,
-) -> Iterator[str]:
-    """The sandbox as its own process (its own core), ready when this yields its URL."""
-    with sandbox_child(
-        port, latency_ms=latency_ms, strict=strict, rate_limit=rate_limit, log_path=log_path
-    ) as (url, _proc):
-        yield url
-
-
-@contextmanager
-def sandbox_child(
-    port: int,
-    *,
-    latency_ms: float,
-    strict: bool = True,
-    rate_limit: float = 0,
-    log_path: Path | None = None,
     ready_within: float = 30,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`sandbox_process` that also yields the process (for its pid); DemoFailed unless it
-    answers within `ready_within` s. Terminated on exit."""
+    """The sandbox as its own process (its own core): yields its URL and the process (for its
+    pid) once it answers; DemoFailed unless it does within `ready_within` s. Terminated on exit."""
     args = [
         sys.executable,
         "-m",
@@ -297,7 +281,7 @@ def demo_command(
         console.print(f"[bold]topic[/] {topic} ({partitions} partitions)  [bold]group[/] {group}")
         with sandbox_process(
             free_port(), latency_ms=latency_ms, log_path=workdir / "sandbox.log"
-        ) as url:
+        ) as (url, _sandbox):
             simulation = simulate(orders, seed)
             with httpx2.Client(timeout=30) as client:
                 seed_sandbox(url, simulation, client)
